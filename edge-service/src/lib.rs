@@ -1,0 +1,19 @@
+//! # tillbridge-edge
+//!
+//! The shell around `tillbridge-core`: everything that touches files, clocks, the network or the
+//! terminal lives here, so the core can stay sans-I/O.
+//!
+//! Today it holds the `tillbridge` command-line tool:
+//! - [`conformance`]: runs folders of Magento tax vectors through the core's conformance runner
+//!   and reports one line per vector (`tillbridge conformance tax DIR`).
+//! - [`demo`]: the conformance run over the shipped vector folders, as a short human report
+//!   (`tillbridge demo`).
+//! - [`shared`]: finds the `shared/` reference folder (`TILLBRIDGE_SHARED_DIR`, `../shared`, ...).
+//! - [`cli`]: the argument definitions and the dispatch; `main.rs` only parses and calls [`cli::run`].
+//!
+//! Later issues add the POS poller and the Commerce committer here.
+
+pub mod cli;
+pub mod conformance;
+pub mod demo;
+pub mod shared;

@@ -1,0 +1,115 @@
+//! The `tillbridge` command line: argument definitions and dispatch.
+//!
+//! Exit codes: 0 everything passed, 1 some vector failed, 2 the run could not happen (bad
+//! arguments, a missing folder, an unwritable terminal).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tillbridge_core::tax::TaxRelease;
+use tillbridge_core::tax::conformance::RunOptions;
+
+use crate::conformance::{self, ConformanceError};
+use crate::demo;
+use crate::shared::{self, SharedDirError};
+
+/// Exit code of a run that could not happen (the same code clap uses for bad arguments).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tillbridge",
+    version,
+    about = "Tillbridge: POS <-> Adobe Commerce (Magento 2) sync"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the core against Magento's own test vectors.
+    Conformance {
+        #[command(subcommand)]
+        suite: Suite,
+    },
+    /// Show what Tillbridge does today: tax conformance over the shipped vector folders.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Suite {
+    /// Run every *.json tax vector in DIR; one PASS/FAIL line per vector, then the counts.
+    Tax {
+        /// Folder of tax vectors (e.g. ../shared/vectors/tax).
+        dir: PathBuf,
+        /// Magento release whose results to reproduce: 2.4.6 or mainline.
+        #[arg(long, default_value = "2.4.6", value_parser = conformance::parse_release)]
+        release: TaxRelease,
+    },
+}
+
+/// How a run that happened ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+}
+
+impl Status {
+    pub fn from_all_passed(all_passed: bool) -> Self {
+        if all_passed {
+            Self::Passed
+        } else {
+            Self::Failed
+        }
+    }
+
+    /// The process exit code: 0 or 1.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Passed => 0,
+            Self::Failed => 1,
+        }
+    }
+}
+
+/// A run that could not happen; exits with [`EXIT_USAGE`].
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Conformance(#[from] ConformanceError),
+    #[error(transparent)]
+    SharedDir(#[from] SharedDirError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// Run a parsed command line, writing the report to `out` and timings to `err`.
+pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status, CliError> {
+    match &cli.command {
+        Command::Conformance {
+            suite: Suite::Tax { dir, release },
+        } => conformance_tax(dir, RunOptions { release: *release }, out, err),
+        Command::Demo => {
+            let shared = shared::locate()?;
+            demo::run(&shared, out)
+        }
+    }
+}
+
+/// `tillbridge conformance tax DIR`.
+pub fn conformance_tax(
+    dir: &std::path::Path,
+    opts: RunOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CliError> {
+    let summary = conformance::run_dir(dir, opts, |result| writeln!(out, "{}", result.line()))?;
+    writeln!(out, "{}", summary.counts_line())?;
+    out.flush()?;
+    writeln!(err, "{}", summary.timing_line())?;
+    Ok(Status::from_all_passed(summary.all_passed()))
+}
