@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Tillbridge's test command (the one the README names, and what .ci/run calls).
+#
+#   scripts/test.sh                 install what is missing, then run every step
+#   scripts/test.sh clippy test     run only the named steps (setup still runs)
+#   scripts/test.sh --list          list the steps
+#   TILLBRIDGE_FAIL_FAST=1 scripts/test.sh   stop at the first failing step
+#   TILLBRIDGE_SKIP_SETUP=1 scripts/test.sh  do not install anything
+#
+# Works on a fresh Debian 12 machine as root; on a prepared machine the setup only checks and
+# costs well under a second. Every step runs even if an earlier one failed (so one run shows
+# every problem); the summary lists each step's result and time, and the exit status is
+# non-zero if any step failed.
+#
+# Adding a step (PostgreSQL, headless Chromium, wasm-bindgen node tests, ...): write an
+# `ensure_<thing>` function for what it needs installed and call it from `setup`, write a
+# `step_<name>` function, and add `<name>` to STEPS below. A step function runs in a subshell
+# with `set -e`, so it fails at its first failing command and may `cd` or `trap ... EXIT`
+# freely (a throwaway Postgres cluster cleans up in its own EXIT trap).
+
+set -euo pipefail
+
+STEPS=(fmt clippy test wasm magento)
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+# Build settings: identical in every session and in CI, so the target dir is reused
+# (a fresh clone then rebuilds only the workspace crates). Only the folder may be overridden.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tillbridge-target}"
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
+# The shared/ reference folder (vectors, specs, XSDs): the same rule as `tillbridge demo`.
+if [ -z "${TILLBRIDGE_SHARED_DIR:-}" ]; then
+  if [ -d "$repo/../shared" ]; then
+    TILLBRIDGE_SHARED_DIR=$(cd "$repo/../shared" && pwd)
+  else
+    TILLBRIDGE_SHARED_DIR=/work/shared
+  fi
+fi
+export TILLBRIDGE_SHARED_DIR
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+now_ms() { date +%s%3N; }
+
+fmt_ms() { # 83456 -> 1m23.5s, 4567 -> 4.6s
+  local ms=$1
+  if [ "$ms" -ge 60000 ]; then
+    printf '%dm%02d.%ds' $((ms / 60000)) $((ms % 60000 / 1000)) $((ms % 1000 / 100))
+  else
+    printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
+  fi
+}
+
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: need root (or sudo) to run: $*" >&2
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# setup: install only what is missing
+
+# apt packages for the Magento module checks: PHP 8.2, PHPUnit 9.6, phpcs (PSR-12), xmllint.
+ensure_apt_packages() {
+  local missing=()
+  command -v php >/dev/null 2>&1 || missing+=(php-cli)
+  if ! command -v php >/dev/null 2>&1 \
+    || ! php -r 'exit(extension_loaded("dom") && extension_loaded("xmlwriter") ? 0 : 1);'; then
+    missing+=(php-xml)
+  fi
+  if ! command -v php >/dev/null 2>&1 || ! php -r 'exit(extension_loaded("mbstring") ? 0 : 1);'; then
+    missing+=(php-mbstring)
+  fi
+  command -v phpcs >/dev/null 2>&1 || missing+=(php-codesniffer)
+  command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+  command -v phpunit >/dev/null 2>&1 || missing+=(phpunit)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "setup: apt-get install ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+# Rust: the wasm32 target (the core must build for it) and the fmt/clippy components.
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2
+    return 1
+  fi
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "warning: rustup not found; assuming rustfmt, clippy and wasm32-unknown-unknown exist" >&2
+    return 0
+  fi
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "setup: rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  local installed
+  installed=$(rustup component list --installed)
+  for component in rustfmt clippy; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      say "setup: rustup component add $component"
+      rustup component add "$component"
+    fi
+  done
+}
+
+setup() {
+  if [ -n "${TILLBRIDGE_SKIP_SETUP:-}" ]; then
+    return 0
+  fi
+  ensure_apt_packages
+  ensure_rust
+}
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+step_fmt() {
+  cargo fmt --all -- --check
+}
+
+step_clippy() {
+  cargo clippy --workspace --all-targets -- -D warnings
+}
+
+step_test() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+    # nextest does not run doctests.
+    cargo test --workspace --doc
+  else
+    cargo test --workspace --no-fail-fast
+  fi
+}
+
+step_wasm() {
+  # The core is sans-I/O; building it for wasm32 is how CI keeps it that way.
+  cargo build -p tillbridge-core --target wasm32-unknown-unknown
+}
+
+step_magento() {
+  "$repo/scripts/magento-check.sh"
+}
+
+describe() {
+  case $1 in
+    fmt) echo "cargo fmt --all -- --check" ;;
+    clippy) echo "cargo clippy --workspace --all-targets -- -D warnings" ;;
+    test) echo "cargo nextest run --workspace + cargo test --doc (or cargo test --workspace)" ;;
+    wasm) echo "cargo build -p tillbridge-core --target wasm32-unknown-unknown" ;;
+    magento) echo "scripts/magento-check.sh (php -l, phpcs PSR-12, XSD validation, PHPUnit)" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+if [ "${1:-}" = "--list" ] || [ "${1:-}" = "-l" ]; then
+  for s in "${STEPS[@]}"; do printf '%-8s %s\n' "$s" "$(describe "$s")"; done
+  exit 0
+fi
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+  sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+
+selected=("$@")
+if [ ${#selected[@]} -eq 0 ]; then
+  selected=("${STEPS[@]}")
+fi
+for s in "${selected[@]}"; do
+  if ! declare -F "step_$s" >/dev/null; then
+    echo "error: unknown step '$s' (steps: ${STEPS[*]})" >&2
+    exit 2
+  fi
+done
+
+total_start=$(now_ms)
+echo "tillbridge tests: $repo"
+echo "  CARGO_TARGET_DIR=$CARGO_TARGET_DIR CARGO_INCREMENTAL=$CARGO_INCREMENTAL CARGO_PROFILE_DEV_DEBUG=$CARGO_PROFILE_DEV_DEBUG"
+echo "  TILLBRIDGE_SHARED_DIR=$TILLBRIDGE_SHARED_DIR"
+
+setup_start=$(now_ms)
+setup
+echo "  setup: $(fmt_ms $(($(now_ms) - setup_start)))"
+
+results=()
+failed=0
+n=0
+for s in "${selected[@]}"; do
+  n=$((n + 1))
+  say "[$n/${#selected[@]}] $s: $(describe "$s")"
+  step_start=$(now_ms)
+  set +e
+  (set -e; "step_$s")
+  rc=$?
+  set -e
+  took=$(fmt_ms $(($(now_ms) - step_start)))
+  if [ $rc -eq 0 ]; then
+    results+=("$(printf '  ok    %-8s %s' "$s" "$took")")
+  else
+    results+=("$(printf '  FAIL  %-8s %s (exit %d)' "$s" "$took" "$rc")")
+    failed=$((failed + 1))
+    if [ -n "${TILLBRIDGE_FAIL_FAST:-}" ]; then
+      break
+    fi
+  fi
+done
+
+say "summary"
+printf '%s\n' "${results[@]}"
+echo "total: $(fmt_ms $(($(now_ms) - total_start)))"
+if [ $failed -gt 0 ]; then
+  echo "$failed step(s) failed"
+  exit 1
+fi
+echo "all steps passed"
