@@ -13,7 +13,9 @@ pub fn shared_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("TILLBRIDGE_SHARED_DIR") {
         return PathBuf::from(dir);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
     let candidate = workspace.join("../shared");
     if candidate.is_dir() {
         return candidate;
@@ -45,13 +47,18 @@ pub fn json_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Run every vector file of a folder; returns (file, outcome or error text).
-pub fn run_tax_folder(dir: &Path, opts: RunOptions) -> Vec<(PathBuf, Result<VectorOutcome, String>)> {
+pub fn run_tax_folder(
+    dir: &Path,
+    opts: RunOptions,
+) -> Vec<(PathBuf, Result<VectorOutcome, String>)> {
     json_files(dir)
         .into_iter()
         .map(|path| {
             let outcome = std::fs::read_to_string(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string()))
+                .and_then(|text| {
+                    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
+                })
                 .and_then(|v| run_vector(&v, opts).map_err(|e| e.to_string()));
             (path, outcome)
         })
@@ -71,7 +78,12 @@ pub fn failures(results: &[(PathBuf, Result<VectorOutcome, String>)]) -> Vec<Str
                     .take(4)
                     .map(|m| format!("{} expected {} got {}", m.field, m.expected, m.actual))
                     .collect();
-                out.push(format!("{} ({}): {}", o.id, o.mismatches.len(), first.join("; ")));
+                out.push(format!(
+                    "{} ({}): {}",
+                    o.id,
+                    o.mismatches.len(),
+                    first.join("; ")
+                ));
             }
             Err(e) => out.push(format!("{}: cannot run: {e}", path.display())),
         }

@@ -1,15 +1,20 @@
 //! Property tests of the tax engine and the validator.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use tillbridge_core::tax::calculator::calc_tax_amount;
 use tillbridge_core::tax::php::round2;
 use tillbridge_core::tax::validator::{PosTaxLine, RateSource, ValidationConfig, validate};
 use tillbridge_core::tax::{
-    Algorithm, QuoteDetails, QuoteDetailsItem, TaxAddress, TaxClass, TaxEngine, TaxRate, TaxRateTable, TaxRule, TaxSettings,
+    Algorithm, QuoteDetails, QuoteDetailsItem, TaxAddress, TaxClass, TaxEngine, TaxRate,
+    TaxRateTable, TaxRule, TaxSettings,
 };
 
-const RATES: [&str; 12] = ["5", "7.25", "8.25", "8.875", "9.975", "10", "17.5", "19.6", "20", "21", "5.9125", "0.5"];
+const RATES: [&str; 12] = [
+    "5", "7.25", "8.25", "8.875", "9.975", "10", "17.5", "19.6", "20", "21", "5.9125", "0.5",
+];
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -33,14 +38,29 @@ struct Line {
 }
 
 fn line() -> impl Strategy<Value = Line> {
-    (qty(), price(), prop_oneof![Just(0u32), 1u32..=60, Just(100), Just(130)], any::<bool>(), 0usize..3).prop_map(
-        |(qty, price, discount_pct, included, class)| Line { qty, price, discount_pct, included, class },
+    (
+        qty(),
+        price(),
+        prop_oneof![Just(0u32), 1u32..=60, Just(100), Just(130)],
+        any::<bool>(),
+        0usize..3,
     )
+        .prop_map(|(qty, price, discount_pct, included, class)| Line {
+            qty,
+            price,
+            discount_pct,
+            included,
+            class,
+        })
 }
 
 /// A store with up to three product classes, each with 1–3 rules over 1–2 priorities.
 fn table() -> impl Strategy<Value = TaxRateTable> {
-    proptest::collection::vec((0usize..RATES.len(), 0i64..2, any::<bool>(), 0usize..3), 1..5).prop_map(|rules| {
+    proptest::collection::vec(
+        (0usize..RATES.len(), 0i64..2, any::<bool>(), 0usize..3),
+        1..5,
+    )
+    .prop_map(|rules| {
         let mut t = TaxRateTable::default();
         for (i, (rate, priority, subtotal, class)) in rules.into_iter().enumerate() {
             t.rates.push(TaxRate {
@@ -67,11 +87,19 @@ fn table() -> impl Strategy<Value = TaxRateTable> {
 }
 
 fn algorithm() -> impl Strategy<Value = Algorithm> {
-    prop_oneof![Just(Algorithm::UnitBase), Just(Algorithm::RowBase), Just(Algorithm::TotalBase)]
+    prop_oneof![
+        Just(Algorithm::UnitBase),
+        Just(Algorithm::RowBase),
+        Just(Algorithm::TotalBase)
+    ]
 }
 
 fn us() -> TaxAddress {
-    TaxAddress { country: Some("US".into()), region_id: 42, postcode: Some("55555".into()) }
+    TaxAddress {
+        country: Some("US".into()),
+        region_id: 42,
+        postcode: Some("55555".into()),
+    }
 }
 
 fn details(lines: &[Line]) -> QuoteDetails {
@@ -84,7 +112,9 @@ fn details(lines: &[Line]) -> QuoteDetails {
                 item_type: "product".into(),
                 quantity: l.qty,
                 unit_price: l.price,
-                discount_amount: round2(l.price * l.qty * Decimal::from(l.discount_pct) / Decimal::ONE_HUNDRED),
+                discount_amount: round2(
+                    l.price * l.qty * Decimal::from(l.discount_pct) / Decimal::ONE_HUNDRED,
+                ),
                 tax_included: l.included,
                 tax_class: Some(TaxClass::parse(&format!("P{}", l.class)).unwrap()),
                 parent_code: None,

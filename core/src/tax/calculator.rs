@@ -24,12 +24,19 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 3] = [Algorithm::UnitBase, Algorithm::RowBase, Algorithm::TotalBase];
+    pub const ALL: [Algorithm; 3] = [
+        Algorithm::UnitBase,
+        Algorithm::RowBase,
+        Algorithm::TotalBase,
+    ];
 
     /// Parse Magento's config value (`UNIT_BASE_CALCULATION`, also `UNIT`, `unit`).
     pub fn parse(s: &str) -> Option<Self> {
         let up = s.trim().to_ascii_uppercase();
-        match up.trim_end_matches("_CALCULATION").trim_end_matches("_BASE") {
+        match up
+            .trim_end_matches("_CALCULATION")
+            .trim_end_matches("_BASE")
+        {
             "UNIT" => Some(Self::UnitBase),
             "ROW" => Some(Self::RowBase),
             "TOTAL" => Some(Self::TotalBase),
@@ -87,6 +94,19 @@ pub struct CalculatorConfig {
 pub struct PreparedGroup {
     pub group: RateGroup,
     pub key: u32,
+    /// `percent / 100`, computed once (exact in decimal).
+    pub fraction: Decimal,
+}
+
+impl PreparedGroup {
+    pub fn new(group: RateGroup, key: u32) -> Self {
+        let fraction = percent_fraction(group.percent);
+        Self {
+            group,
+            key,
+            fraction,
+        }
+    }
 }
 
 /// Everything the calculator needs to know about an item's rates, resolved once per product
@@ -98,6 +118,74 @@ pub struct ItemRates {
     pub percent_key: u32,
     pub store_percent: Decimal,
     pub groups: Vec<PreparedGroup>,
+    /// `1 − 1/(1 + percent/100)` and `percent/100`: the factors `calcTaxAmount` multiplies by,
+    /// computed once per rate exactly as Magento computes them per call.
+    pub incl_factor: Decimal,
+    pub fraction: Decimal,
+    pub store_incl_factor: Decimal,
+}
+
+impl ItemRates {
+    pub fn new(
+        percent: Decimal,
+        percent_key: u32,
+        store_percent: Decimal,
+        groups: Vec<PreparedGroup>,
+    ) -> Self {
+        Self {
+            percent,
+            percent_key,
+            store_percent,
+            groups,
+            incl_factor: incl_factor(percent),
+            fraction: percent_fraction(percent),
+            store_incl_factor: incl_factor(store_percent),
+        }
+    }
+}
+
+/// `percent / 100`, exactly.
+pub fn percent_fraction(percent: Decimal) -> Decimal {
+    percent / HUNDRED
+}
+
+/// The share of tax inside a gross amount at `percent`: `1 − 1/(1 + percent/100)`.
+pub fn incl_factor(percent: Decimal) -> Decimal {
+    Decimal::ONE - Decimal::ONE / (Decimal::ONE + percent / HUNDRED)
+}
+
+/// `round2(x / q)`, computed without a general decimal division when `q` is a small whole
+/// number (the usual quantity). Equal to `round2(x / q)` for every input: the rational x/q is
+/// rounded half away from zero at 2 decimals in both cases.
+#[inline]
+pub fn div_round2(x: Decimal, q: Decimal) -> Decimal {
+    if q == Decimal::ONE {
+        return round2(x);
+    }
+    let qn = q.normalize();
+    if qn.scale() == 0 && x.scale() <= 26 {
+        let qi = qn.mantissa();
+        if qi > 0 && qi < 1_000_000 {
+            // x = m / 10^s; want round(m * 100 / (10^s * q)) / 100.
+            let m = x.mantissa();
+            let s = x.scale();
+            let denom = 10i128.pow(s) * qi;
+            if let Some(num) = m.checked_mul(100) {
+                let quotient = num / denom;
+                let rem = num % denom;
+                let twice = rem.abs() * 2;
+                let rounded = if twice >= denom {
+                    quotient + num.signum()
+                } else {
+                    quotient
+                };
+                if let Ok(v) = i64::try_from(rounded) {
+                    return Decimal::new(v, 2);
+                }
+            }
+        }
+    }
+    round2(x / q)
 }
 
 /// One `QuoteDetailsItem` as the calculator sees it (quantity already multiplied by the parent's).
@@ -150,7 +238,10 @@ pub fn calc_tax_amount(price: Decimal, percent: Decimal, price_includes_tax: boo
 
 impl Calculator {
     pub fn new(config: CalculatorConfig) -> Self {
-        Self { config, rounder: TaxDeltaRounder::new() }
+        Self {
+            config,
+            rounder: TaxDeltaRounder::new(),
+        }
     }
 
     /// Start afresh, as a new Magento calculator instance would.
@@ -164,10 +255,30 @@ impl Calculator {
     }
 
     /// `AbstractCalculator::calculatePriceInclTax`: re-base a gross store price on the customer rate.
-    pub fn rebase_price_incl_tax(store_gross: Decimal, store_rate: Decimal, customer_rate: Decimal, round: bool) -> Decimal {
-        let store_tax = calc_tax_amount(store_gross, store_rate, true);
+    pub fn rebase_price_incl_tax(
+        store_gross: Decimal,
+        store_rate: Decimal,
+        customer_rate: Decimal,
+        round: bool,
+    ) -> Decimal {
+        Self::rebase_with(
+            store_gross,
+            incl_factor(store_rate),
+            percent_fraction(customer_rate),
+            round,
+        )
+    }
+
+    #[inline]
+    fn rebase_with(
+        store_gross: Decimal,
+        store_incl_factor: Decimal,
+        customer_fraction: Decimal,
+        round: bool,
+    ) -> Decimal {
+        let store_tax = store_gross * store_incl_factor;
         let net = store_gross - store_tax;
-        let gross = net + calc_tax_amount(net, customer_rate, false);
+        let gross = net + net * customer_fraction;
         if round { round2(gross) } else { gross }
     }
 
@@ -177,12 +288,21 @@ impl Calculator {
             Algorithm::TotalBase => None,
             Algorithm::UnitBase | Algorithm::RowBase => Some(item),
         };
-        ChainKey { kind, item, tax_included, rate }
+        ChainKey {
+            kind,
+            item,
+            tax_included,
+            rate,
+        }
     }
 
     #[inline]
     fn before_discount_type(&self) -> DeltaType {
-        if self.config.apply_after_discount { DeltaType::TaxBeforeDiscount } else { DeltaType::Regular }
+        if self.config.apply_after_discount {
+            DeltaType::TaxBeforeDiscount
+        } else {
+            DeltaType::Regular
+        }
     }
 
     /// `AbstractCalculator::calculate()` for one line.
@@ -193,7 +313,13 @@ impl Calculator {
     }
 
     /// As [`Calculator::calculate`], reusing `out` (and its `applied` buffer).
-    pub fn calculate_into(&mut self, line: &LineInput, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    pub fn calculate_into(
+        &mut self,
+        line: &LineInput,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         out.applied.clear();
         out.tax_percent = rates.percent;
         match (self.config.algorithm, line.tax_included) {
@@ -204,7 +330,13 @@ impl Calculator {
         }
     }
 
-    fn unit_excl(&mut self, line: &LineInput, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    fn unit_excl(
+        &mut self,
+        line: &LineInput,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         let q = line.quantity;
         let price = round2(line.unit_price);
         let after = self.config.apply_after_discount;
@@ -212,16 +344,26 @@ impl Calculator {
         let mut unit_tax = Decimal::ZERO;
         let mut unit_tax_before = Decimal::ZERO;
         for (idx, g) in rates.groups.iter().enumerate() {
-            let pct = g.group.percent;
-            let before = calc_tax_amount(price, pct, false);
-            let before = self.rounder.delta_round(before, self.chain(bt, line.item_key, false, g.key), round);
+            let before = price * g.fraction;
+            let before = self.rounder.delta_round(
+                before,
+                self.chain(bt, line.item_key, false, g.key),
+                round,
+            );
             let mut after_amount = before;
             if after {
-                let unit_discount = line.discount_amount / q;
+                let unit_discount = if line.discount_amount.is_zero() {
+                    Decimal::ZERO
+                } else {
+                    line.discount_amount / q
+                };
                 let taxable = (price - unit_discount).max(Decimal::ZERO);
-                let a = calc_tax_amount(taxable, pct, false);
-                after_amount =
-                    self.rounder.delta_round(a, self.chain(DeltaType::Regular, line.item_key, false, g.key), round);
+                let a = taxable * g.fraction;
+                after_amount = self.rounder.delta_round(
+                    a,
+                    self.chain(DeltaType::Regular, line.item_key, false, g.key),
+                    round,
+                );
             }
             out.applied.push((idx, after_amount * q));
             unit_tax += after_amount;
@@ -235,7 +377,13 @@ impl Calculator {
         out.discount_tax_compensation = Decimal::ZERO;
     }
 
-    fn unit_incl(&mut self, line: &LineInput, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    fn unit_incl(
+        &mut self,
+        line: &LineInput,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         let q = line.quantity;
         let rate = rates.percent;
         let mut price_incl = match self.config.release {
@@ -243,18 +391,26 @@ impl Calculator {
             TaxRelease::Mainline => line.unit_price,
         };
         if !self.same_rate_as_store(rate, rates.store_percent) {
-            price_incl = Self::rebase_price_incl_tax(price_incl, rates.store_percent, rate, round);
+            price_incl =
+                Self::rebase_with(price_incl, rates.store_incl_factor, rates.fraction, round);
         }
         let bt = self.before_discount_type();
-        let unit_tax = calc_tax_amount(price_incl, rate, true);
-        let mut unit_tax =
-            self.rounder.delta_round(unit_tax, self.chain(bt, line.item_key, true, rates.percent_key), round);
+        let unit_tax = price_incl * rates.incl_factor;
+        let mut unit_tax = self.rounder.delta_round(
+            unit_tax,
+            self.chain(bt, line.item_key, true, rates.percent_key),
+            round,
+        );
         let price = price_incl - unit_tax;
         let mut dtc = Decimal::ZERO;
         if self.config.apply_after_discount {
-            let unit_discount = line.discount_amount / q;
+            let unit_discount = if line.discount_amount.is_zero() {
+                Decimal::ZERO
+            } else {
+                line.discount_amount / q
+            };
             let taxable = (price_incl - unit_discount).max(Decimal::ZERO);
-            let a = calc_tax_amount(taxable, rate, true);
+            let a = taxable * rates.incl_factor;
             let a = self.rounder.delta_round(
                 a,
                 self.chain(DeltaType::Regular, line.item_key, true, rates.percent_key),
@@ -273,7 +429,13 @@ impl Calculator {
         out.discount_tax_compensation = dtc;
     }
 
-    fn aggregate_excl(&mut self, line: &LineInput, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    fn aggregate_excl(
+        &mut self,
+        line: &LineInput,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         let q = line.quantity;
         let price = round2(line.unit_price);
         let row_total = price * q;
@@ -286,25 +448,32 @@ impl Calculator {
         let mut row_tax = Decimal::ZERO;
         let mut row_tax_before = Decimal::ZERO;
         for (idx, g) in rates.groups.iter().enumerate() {
-            let pct = g.group.percent;
-            let before = calc_tax_amount(taxed_row, pct, false);
-            let before = self.rounder.delta_round(before, self.chain(bt, line.item_key, false, g.key), round);
+            let before = taxed_row * g.fraction;
+            let before = self.rounder.delta_round(
+                before,
+                self.chain(bt, line.item_key, false, g.key),
+                round,
+            );
             let mut after_amount = before;
             if after {
                 let taxable = (taxed_row - line.discount_amount).max(Decimal::ZERO);
-                let a = calc_tax_amount(taxable, pct, false);
-                after_amount =
-                    self.rounder.delta_round(a, self.chain(DeltaType::Regular, line.item_key, false, g.key), round);
+                let a = taxable * g.fraction;
+                after_amount = self.rounder.delta_round(
+                    a,
+                    self.chain(DeltaType::Regular, line.item_key, false, g.key),
+                    round,
+                );
             }
             out.applied.push((idx, after_amount));
             row_tax += after_amount;
             row_tax_before += before;
         }
         let row_incl = row_total + row_tax_before;
-        let mut price_incl = row_incl / q;
-        if round {
-            price_incl = round2(price_incl);
-        }
+        let price_incl = if round {
+            div_round2(row_incl, q)
+        } else {
+            row_incl / q
+        };
         out.row_tax = row_tax;
         out.price = price;
         out.price_incl_tax = price_incl;
@@ -313,27 +482,39 @@ impl Calculator {
         out.discount_tax_compensation = Decimal::ZERO;
     }
 
-    fn aggregate_incl(&mut self, line: &LineInput, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    fn aggregate_incl(
+        &mut self,
+        line: &LineInput,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         let q = line.quantity;
         let rate = rates.percent;
         let mut price_incl = round2(line.unit_price);
         let mut row_incl = price_incl * q;
         if !self.same_rate_as_store(rate, rates.store_percent) {
-            price_incl = Self::rebase_price_incl_tax(price_incl, rates.store_percent, rate, round);
+            price_incl =
+                Self::rebase_with(price_incl, rates.store_incl_factor, rates.fraction, round);
             row_incl = price_incl * q;
         }
         let bt = self.before_discount_type();
-        let exact = calc_tax_amount(row_incl, rate, true);
-        let mut row_tax = self.rounder.delta_round(exact, self.chain(bt, line.item_key, true, rates.percent_key), round);
+        let exact = row_incl * rates.incl_factor;
+        let mut row_tax = self.rounder.delta_round(
+            exact,
+            self.chain(bt, line.item_key, true, rates.percent_key),
+            round,
+        );
         let row_total = row_incl - row_tax;
-        let mut price = row_total / q;
-        if round {
-            price = round2(price);
-        }
+        let price = if round {
+            div_round2(row_total, q)
+        } else {
+            row_total / q
+        };
         let mut dtc = Decimal::ZERO;
         if self.config.apply_after_discount {
             let taxable = (row_incl - line.discount_amount).max(Decimal::ZERO);
-            let a = calc_tax_amount(taxable, rate, true);
+            let a = taxable * rates.incl_factor;
             let a = self.rounder.delta_round(
                 a,
                 self.chain(DeltaType::Regular, line.item_key, true, rates.percent_key),
@@ -354,14 +535,29 @@ impl Calculator {
     /// `AbstractCalculator::getAppliedTaxes`: split a tax-inclusive row tax over the groups on
     /// chains shared by every item of the call; an amount that would overshoot the row tax is
     /// clipped to what is left.
-    fn split_applied(&mut self, row_tax: Decimal, rates: &ItemRates, round: bool, out: &mut LineResult) {
+    fn split_applied(
+        &mut self,
+        row_tax: Decimal,
+        rates: &ItemRates,
+        round: bool,
+        out: &mut LineResult,
+    ) {
         let mut total_applied = Decimal::ZERO;
         for (idx, g) in rates.groups.iter().enumerate() {
             if g.group.percent.is_zero() {
                 continue;
             }
-            let share = if rates.percent.is_zero() { Decimal::ZERO } else { row_tax / rates.percent * g.group.percent };
-            let key = ChainKey { kind: DeltaType::AppliedTaxAmount, item: None, tax_included: true, rate: g.key };
+            let share = if rates.percent.is_zero() {
+                Decimal::ZERO
+            } else {
+                row_tax / rates.percent * g.group.percent
+            };
+            let key = ChainKey {
+                kind: DeltaType::AppliedTaxAmount,
+                item: None,
+                tax_included: true,
+                rate: g.key,
+            };
             let mut amount = self.rounder.delta_round(share, key, round);
             if total_applied + amount > row_tax {
                 amount = row_tax - total_applied;
@@ -379,23 +575,32 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn rates(pct: Decimal, store: Decimal) -> ItemRates {
-        ItemRates {
-            percent: pct,
-            percent_key: 1,
-            store_percent: store,
-            groups: vec![PreparedGroup {
-                group: RateGroup {
+        ItemRates::new(
+            pct,
+            1,
+            store,
+            vec![PreparedGroup::new(
+                RateGroup {
                     id: "g".into(),
                     percent: pct,
-                    rates: vec![AppliedRate { code: "g".into(), title: "g".into(), percent: pct }],
+                    rates: vec![AppliedRate {
+                        code: "g".into(),
+                        title: "g".into(),
+                        percent: pct,
+                    }],
                 },
-                key: 2,
-            }],
-        }
+                2,
+            )],
+        )
     }
 
     fn cfg(algorithm: Algorithm) -> CalculatorConfig {
-        CalculatorConfig { algorithm, apply_after_discount: true, cross_border_trade: false, release: TaxRelease::Magento246 }
+        CalculatorConfig {
+            algorithm,
+            apply_after_discount: true,
+            cross_border_trade: false,
+            release: TaxRelease::Magento246,
+        }
     }
 
     fn line(item: u32, q: Decimal, price: Decimal, incl: bool) -> LineInput {
@@ -412,9 +617,17 @@ mod tests {
     #[test]
     fn unit_base_rounds_per_unit_and_row_base_per_row() {
         let r = rates(dec!(8.25), dec!(8.25));
-        let unit = Calculator::new(cfg(Algorithm::UnitBase)).calculate(&line(1, dec!(2), dec!(10), false), &r, true);
+        let unit = Calculator::new(cfg(Algorithm::UnitBase)).calculate(
+            &line(1, dec!(2), dec!(10), false),
+            &r,
+            true,
+        );
         assert_eq!(unit.row_tax, dec!(1.66));
-        let row = Calculator::new(cfg(Algorithm::RowBase)).calculate(&line(1, dec!(2), dec!(10), false), &r, true);
+        let row = Calculator::new(cfg(Algorithm::RowBase)).calculate(
+            &line(1, dec!(2), dec!(10), false),
+            &r,
+            true,
+        );
         assert_eq!(row.row_tax, dec!(1.65));
         assert_eq!(row.price_incl_tax, dec!(10.83));
     }
@@ -433,10 +646,30 @@ mod tests {
     }
 
     #[test]
+    fn div_round2_equals_decimal_division_then_round() {
+        for (x, q) in [
+            (dec!(8.47), dec!(2)),
+            (dec!(-8.47), dec!(2)),
+            (dec!(10.005), dec!(3)),
+            (dec!(0.015), dec!(1)),
+            (dec!(2976.913), dec!(12)),
+            (dec!(1.0000000001), dec!(7)),
+            (dec!(33.3333), dec!(2.5)),
+            (dec!(0.025), dec!(5)),
+        ] {
+            assert_eq!(div_round2(x, q), round2(x / q), "{x} / {q}");
+        }
+    }
+
+    #[test]
     fn tax_inclusive_price_is_rebased_from_the_store_rate() {
         // 9.99 gross at a 10 % store rate, customer at 20 %, cross-border off: 10.90 gross.
         let r = rates(dec!(20), dec!(10));
-        let res = Calculator::new(cfg(Algorithm::UnitBase)).calculate(&line(1, dec!(2), dec!(9.99), true), &r, true);
+        let res = Calculator::new(cfg(Algorithm::UnitBase)).calculate(
+            &line(1, dec!(2), dec!(9.99), true),
+            &r,
+            true,
+        );
         assert_eq!(res.price_incl_tax, dec!(10.90));
         assert_eq!(res.row_tax, dec!(3.64));
         assert_eq!(res.row_total, dec!(18.16));

@@ -14,11 +14,15 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::TaxError;
-use super::calculator::{Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, PreparedGroup, TaxRelease};
+use super::calculator::{
+    Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, PreparedGroup, TaxRelease,
+};
 use super::php::php_round_f64;
 use super::rates::{AppliedRate, RateGroup, TaxAddress, TaxClass, TaxRate, TaxRateTable, TaxRule};
 use super::rounding::DocumentRounder;
-use super::service::{QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings};
+use super::service::{
+    QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings,
+};
 
 /// One difference between a vector's expectation and the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +74,9 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
     if s.contains(['e', 'E']) {
         Decimal::from_scientific(s).ok()
     } else {
-        Decimal::from_str_exact(s).or_else(|_| Decimal::from_str(s)).ok()
+        Decimal::from_str_exact(s)
+            .or_else(|_| Decimal::from_str(s))
+            .ok()
     }
 }
 
@@ -89,7 +95,9 @@ pub fn truthy(v: Option<&Value>) -> bool {
 pub(crate) fn field<'a>(v: &'a Value, path: &str) -> Result<&'a Value, TaxError> {
     let mut cur = v;
     for part in path.split('.') {
-        cur = cur.get(part).ok_or_else(|| TaxError::invalid(path, "missing field"))?;
+        cur = cur
+            .get(part)
+            .ok_or_else(|| TaxError::invalid(path, "missing field"))?;
     }
     Ok(cur)
 }
@@ -103,15 +111,25 @@ pub(crate) fn dec_or_zero(v: &Value, path: &str) -> Result<Decimal, TaxError> {
     match field(v, path) {
         Err(_) => Ok(Decimal::ZERO),
         Ok(Value::Null) => Ok(Decimal::ZERO),
-        Ok(f) => num(f).ok_or_else(|| TaxError::invalid(path, format!("expected a number, got {f}"))),
+        Ok(f) => {
+            num(f).ok_or_else(|| TaxError::invalid(path, format!("expected a number, got {f}")))
+        }
     }
 }
 
 /// Run one vector. `Err` means the file is not a vector this runner can execute (unknown kind,
 /// a missing or malformed field); a failed comparison is an `Ok` outcome with mismatches.
 pub fn run_vector(vector: &Value, opts: RunOptions) -> Result<VectorOutcome, TaxError> {
-    let id = vector.get("id").and_then(Value::as_str).unwrap_or("<no id>").to_owned();
-    let kind = vector.get("kind").and_then(Value::as_str).ok_or_else(|| TaxError::invalid("kind", "missing"))?.to_owned();
+    let id = vector
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("<no id>")
+        .to_owned();
+    let kind = vector
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TaxError::invalid("kind", "missing"))?
+        .to_owned();
     let mismatches = match kind.as_str() {
         "tax_calculation_service_integration_test" => run_service(vector, opts)?,
         "calculator_unit_test" => run_calculator_unit(vector, opts)?,
@@ -122,7 +140,11 @@ pub fn run_vector(vector: &Value, opts: RunOptions) -> Result<VectorOutcome, Tax
         "creditmemo_total_tax_unit_test" => super::documents::run_creditmemo_vector(vector)?,
         other => return Err(TaxError::Unsupported(format!("vector kind '{other}'"))),
     };
-    Ok(VectorOutcome { id, kind, mismatches })
+    Ok(VectorOutcome {
+        id,
+        kind,
+        mismatches,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +224,11 @@ pub fn compare(path: &str, expected: &Value, actual: Option<&Value>, out: &mut V
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn render(v: Option<&Value>) -> String {
@@ -228,14 +254,22 @@ fn region(v: Option<&Value>) -> Result<u32, TaxError> {
         Some(Value::String(s)) if s.trim() == "*" || s.trim().is_empty() => Ok(0),
         Some(other) => num(other)
             .and_then(|d| u32::try_from(d.trunc().mantissa()).ok())
-            .ok_or_else(|| TaxError::invalid("region_id", format!("expected a region id, got {other}"))),
+            .ok_or_else(|| {
+                TaxError::invalid("region_id", format!("expected a region id, got {other}"))
+            }),
     }
 }
 
 pub(crate) fn address(v: Option<&Value>) -> Result<Option<TaxAddress>, TaxError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     Ok(Some(TaxAddress {
-        country: v.get("country").or_else(|| v.get("country_id")).and_then(Value::as_str).map(str::to_owned),
+        country: v
+            .get("country")
+            .or_else(|| v.get("country_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         region_id: region(v.get("region_id"))?,
         postcode: match v.get("postcode") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -249,7 +283,10 @@ fn class_of(v: &Value, path: &str) -> Result<TaxClass, TaxError> {
     match v {
         Value::String(s) => TaxClass::parse(s),
         Value::Number(n) => TaxClass::parse(&n.to_string()),
-        other => Err(TaxError::invalid(path, format!("expected a tax class, got {other}"))),
+        other => Err(TaxError::invalid(
+            path,
+            format!("expected a tax class, got {other}"),
+        )),
     }
 }
 
@@ -265,50 +302,104 @@ pub(crate) fn opt_class(v: Option<&Value>, path: &str) -> Result<Option<TaxClass
 /// Build the rate table from a vector's `tax_rates` / `tax_rules`.
 pub(crate) fn rate_table(rates: &Value, rules: &Value) -> Result<TaxRateTable, TaxError> {
     let mut table = TaxRateTable::default();
-    for (i, r) in rates.as_array().ok_or_else(|| TaxError::invalid("tax_rates", "expected a list"))?.iter().enumerate() {
+    for (i, r) in rates
+        .as_array()
+        .ok_or_else(|| TaxError::invalid("tax_rates", "expected a list"))?
+        .iter()
+        .enumerate()
+    {
         let path = format!("tax_rates[{i}]");
-        let code = r.get("code").and_then(Value::as_str).ok_or_else(|| TaxError::invalid(format!("{path}.code"), "missing"))?;
+        let code = r
+            .get("code")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TaxError::invalid(format!("{path}.code"), "missing"))?;
         let postcode = match r.get("postcode").or_else(|| r.get("tax_postcode")) {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let zip_range = match (r.get("zip_from").and_then(num), r.get("zip_to").and_then(num)) {
+        let zip_range = match (
+            r.get("zip_from").and_then(num),
+            r.get("zip_to").and_then(num),
+        ) {
             (Some(a), Some(b)) => Some((a.trunc().mantissa() as u64, b.trunc().mantissa() as u64)),
             _ => None,
         };
         table.rates.push(TaxRate {
             code: code.to_owned(),
-            title: r.get("title").and_then(Value::as_str).unwrap_or(code).to_owned(),
-            country: r.get("country").or_else(|| r.get("tax_country_id")).and_then(Value::as_str).unwrap_or("US").to_owned(),
+            title: r
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or(code)
+                .to_owned(),
+            country: r
+                .get("country")
+                .or_else(|| r.get("tax_country_id"))
+                .and_then(Value::as_str)
+                .unwrap_or("US")
+                .to_owned(),
             region_id: region(r.get("region_id").or_else(|| r.get("tax_region_id")))?,
             postcode,
             zip_range,
-            rate: dec(r, "rate").map_err(|_| TaxError::invalid(format!("{path}.rate"), "expected a number"))?,
+            rate: dec(r, "rate")
+                .map_err(|_| TaxError::invalid(format!("{path}.rate"), "expected a number"))?,
         });
     }
-    for (i, r) in rules.as_array().ok_or_else(|| TaxError::invalid("tax_rules", "expected a list"))?.iter().enumerate() {
+    for (i, r) in rules
+        .as_array()
+        .ok_or_else(|| TaxError::invalid("tax_rules", "expected a list"))?
+        .iter()
+        .enumerate()
+    {
         let path = format!("tax_rules[{i}]");
         let list = |key: &str| -> Result<Vec<TaxClass>, TaxError> {
             r.get(key)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().enumerate().map(|(j, c)| class_of(c, &format!("{path}.{key}[{j}]"))).collect())
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .map(|(j, c)| class_of(c, &format!("{path}.{key}[{j}]")))
+                        .collect()
+                })
                 .unwrap_or_else(|| Ok(Vec::new()))
         };
         let mut rate_idx = Vec::new();
-        for (j, code) in r.get("tax_rates").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let code = code.as_str().ok_or_else(|| TaxError::invalid(format!("{path}.tax_rates[{j}]"), "expected a rate code"))?;
+        for (j, code) in r
+            .get("tax_rates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let code = code.as_str().ok_or_else(|| {
+                TaxError::invalid(format!("{path}.tax_rates[{j}]"), "expected a rate code")
+            })?;
             let idx = table
                 .rates
                 .iter()
                 .position(|x| x.code == code)
-                .ok_or_else(|| TaxError::invalid(format!("{path}.tax_rates[{j}]"), format!("unknown rate code '{code}'")))?;
+                .ok_or_else(|| {
+                    TaxError::invalid(
+                        format!("{path}.tax_rates[{j}]"),
+                        format!("unknown rate code '{code}'"),
+                    )
+                })?;
             rate_idx.push(idx);
         }
         table.rules.push(TaxRule {
-            code: r.get("code").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            priority: r.get("priority").and_then(num).map_or(0, |d| d.trunc().mantissa() as i64),
-            position: r.get("position").and_then(num).map_or(0, |d| d.trunc().mantissa() as i64),
+            code: r
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            priority: r
+                .get("priority")
+                .and_then(num)
+                .map_or(0, |d| d.trunc().mantissa() as i64),
+            position: r
+                .get("position")
+                .and_then(num)
+                .map_or(0, |d| d.trunc().mantissa() as i64),
             calculate_subtotal: truthy(r.get("calculate_subtotal")),
             customer_classes: list("customer_tax_classes")?,
             product_classes: list("product_tax_classes")?,
@@ -327,7 +418,11 @@ fn service_settings(vector: &Value, opts: RunOptions) -> Result<TaxSettings, Tax
         .and_then(Value::as_str)
         .and_then(Algorithm::parse)
         .ok_or_else(|| TaxError::invalid("algorithm", "missing or unknown algorithm"))?;
-    let mut s = TaxSettings { algorithm, release: opts.release, ..TaxSettings::default() };
+    let mut s = TaxSettings {
+        algorithm,
+        release: opts.release,
+        ..TaxSettings::default()
+    };
     if let Some(cfg) = vector.pointer("/environment/tax_config") {
         if let Some(v) = cfg.get("apply_tax_after_discount") {
             s.apply_after_discount = truthy(Some(v));
@@ -345,7 +440,10 @@ fn service_settings(vector: &Value, opts: RunOptions) -> Result<TaxSettings, Tax
         if let Some(origin) = address(cfg.get("store_origin"))? {
             s.store_origin = origin;
         }
-        if let Some(c) = opt_class(cfg.get("store_rate_customer_tax_class"), "environment.tax_config.store_rate_customer_tax_class")? {
+        if let Some(c) = opt_class(
+            cfg.get("store_rate_customer_tax_class"),
+            "environment.tax_config.store_rate_customer_tax_class",
+        )? {
             s.store_customer_class = Some(c);
         }
     }
@@ -353,22 +451,42 @@ fn service_settings(vector: &Value, opts: RunOptions) -> Result<TaxSettings, Tax
 }
 
 fn service_items(vector: &Value) -> Result<Vec<QuoteDetailsItem>, TaxError> {
-    let items = field(vector, "quote_details.items")?.as_array().ok_or_else(|| TaxError::invalid("quote_details.items", "expected a list"))?;
+    let items = field(vector, "quote_details.items")?
+        .as_array()
+        .ok_or_else(|| TaxError::invalid("quote_details.items", "expected a list"))?;
     items
         .iter()
         .enumerate()
         .map(|(i, it)| {
             let path = format!("quote_details.items[{i}]");
             Ok(QuoteDetailsItem {
-                code: it.get("code").and_then(Value::as_str).ok_or_else(|| TaxError::invalid(format!("{path}.code"), "missing"))?.to_owned(),
-                item_type: it.get("type").and_then(Value::as_str).unwrap_or("product").to_owned(),
-                quantity: dec(it, "quantity").map_err(|_| TaxError::invalid(format!("{path}.quantity"), "expected a number"))?,
-                unit_price: dec(it, "unit_price").map_err(|_| TaxError::invalid(format!("{path}.unit_price"), "expected a number"))?,
+                code: it
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| TaxError::invalid(format!("{path}.code"), "missing"))?
+                    .to_owned(),
+                item_type: it
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("product")
+                    .to_owned(),
+                quantity: dec(it, "quantity").map_err(|_| {
+                    TaxError::invalid(format!("{path}.quantity"), "expected a number")
+                })?,
+                unit_price: dec(it, "unit_price").map_err(|_| {
+                    TaxError::invalid(format!("{path}.unit_price"), "expected a number")
+                })?,
                 discount_amount: dec_or_zero(it, "discount_amount")?,
                 tax_included: truthy(it.get("tax_included").or_else(|| it.get("is_tax_included"))),
                 tax_class: opt_class(it.get("tax_class_key"), &format!("{path}.tax_class_key"))?,
-                parent_code: it.get("parent_code").and_then(Value::as_str).map(str::to_owned),
-                associated_item_code: it.get("associated_item_code").and_then(Value::as_str).map(str::to_owned),
+                parent_code: it
+                    .get("parent_code")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                associated_item_code: it
+                    .get("associated_item_code")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 price_for_tax_calculation: it.get("price_for_tax_calculation").and_then(num),
             })
         })
@@ -381,7 +499,12 @@ pub fn tax_details_json(details: &TaxDetails) -> Value {
         let rates: Map<String, Value> = a
             .rates
             .iter()
-            .map(|r| (r.code.clone(), json!({"percent": jnum(r.percent), "code": r.code, "title": r.title})))
+            .map(|r| {
+                (
+                    r.code.clone(),
+                    json!({"percent": jnum(r.percent), "code": r.code, "title": r.title}),
+                )
+            })
             .collect();
         json!({"amount": jnum(a.amount), "percent": jnum(a.percent), "tax_rate_key": a.tax_rate_key, "rates": rates})
     };
@@ -393,7 +516,11 @@ pub fn tax_details_json(details: &TaxDetails) -> Value {
                 "row_total": jnum(it.row_total), "row_total_incl_tax": jnum(it.row_total_incl_tax), "row_tax": jnum(it.row_tax),
             })
         } else {
-            let applied: Map<String, Value> = it.applied_taxes.iter().map(|a| (a.tax_rate_key.clone(), applied_item(a))).collect();
+            let applied: Map<String, Value> = it
+                .applied_taxes
+                .iter()
+                .map(|a| (a.tax_rate_key.clone(), applied_item(a)))
+                .collect();
             json!({
                 "code": it.code, "type": it.item_type, "row_tax": jnum(it.row_tax), "price": jnum(it.price),
                 "price_incl_tax": jnum(it.price_incl_tax), "row_total": jnum(it.row_total),
@@ -431,12 +558,18 @@ fn run_service(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>, TaxErr
         items: service_items(vector)?,
         shipping_address: address(env.get("shipping_address"))?,
         billing_address: address(env.get("billing_address"))?,
-        customer_tax_class: opt_class(env.get("customer_tax_class"), "environment.customer_tax_class")?,
+        customer_tax_class: opt_class(
+            env.get("customer_tax_class"),
+            "environment.customer_tax_class",
+        )?,
     };
     let mut engine = TaxEngine::new(table, settings);
     let result = engine.calculate_tax(&details, true)?;
     let actual = tax_details_json(&result);
-    let expected = match (opts.release, vector.pointer("/version_notes/expected_tax_details_alternative")) {
+    let expected = match (
+        opts.release,
+        vector.pointer("/version_notes/expected_tax_details_alternative"),
+    ) {
         (TaxRelease::Mainline, Some(alt)) => alt,
         _ => field(vector, "expected_tax_details")?,
     };
@@ -479,22 +612,39 @@ fn run_calculator_unit(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>
                         .map(|rs| {
                             rs.iter()
                                 .map(|r| AppliedRate {
-                                    code: r.get("code").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                                    title: r.get("title").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                                    code: r
+                                        .get("code")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_owned(),
+                                    title: r
+                                        .get("title")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_owned(),
                                     percent: r.get("percent").and_then(num).unwrap_or_default(),
                                 })
                                 .collect()
                         })
                         .unwrap_or_default();
-                    PreparedGroup {
-                        group: RateGroup { id, percent: g.get("percent").and_then(num).unwrap_or_default(), rates },
-                        key: i as u32 + 1,
-                    }
+                    PreparedGroup::new(
+                        RateGroup {
+                            id,
+                            percent: g.get("percent").and_then(num).unwrap_or_default(),
+                            rates,
+                        },
+                        i as u32 + 1,
+                    )
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let rates = ItemRates { percent: dec(input, "customer_rate")?, percent_key: 0, store_percent: dec(input, "store_rate")?, groups };
+    let rates = ItemRates::new(
+        dec(input, "customer_rate")?,
+        0,
+        dec(input, "store_rate")?,
+        groups,
+    );
     let line = LineInput {
         item_key: 0,
         quantity: dec(input, "quantity")?,
@@ -503,13 +653,27 @@ fn run_calculator_unit(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>
         tax_included: truthy(input.get("is_tax_included")),
         price_for_tax_calculation: None,
     };
-    let code = input.get("item_code").and_then(Value::as_str).unwrap_or("CODE");
-    let item_type = input.get("item_type").and_then(Value::as_str).unwrap_or("TYPE");
+    let code = input
+        .get("item_code")
+        .and_then(Value::as_str)
+        .unwrap_or("CODE");
+    let item_type = input
+        .get("item_type")
+        .and_then(Value::as_str)
+        .unwrap_or("TYPE");
     // A test double that stubs deltaRound() leaves only price_incl_tax meaningful.
-    let only_price_incl = vector.get("test_double").and_then(Value::as_str).is_some_and(|t| t.contains("deltaRound"));
+    let only_price_incl = vector
+        .get("test_double")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.contains("deltaRound"));
     let mut calc = Calculator::new(config);
     let mut out = Vec::new();
-    for (i, call) in field(vector, "calls")?.as_array().into_iter().flatten().enumerate() {
+    for (i, call) in field(vector, "calls")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let round = call.get("round").and_then(Value::as_bool).unwrap_or(true);
         let res = calc.calculate(&line, &rates, round);
         let actual = json!({
@@ -533,31 +697,63 @@ fn run_calculator_unit(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>
 fn run_delta_round(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
     let mut out = Vec::new();
     let mut rounder = DocumentRounder::new();
-    for (i, case) in field(vector, "cases")?.as_array().into_iter().flatten().enumerate() {
-        if case.get("fresh_instance").and_then(Value::as_bool).unwrap_or(true) {
+    for (i, case) in field(vector, "cases")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if case
+            .get("fresh_instance")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+        {
             rounder = DocumentRounder::new();
         }
         let price = dec(case, "price")?;
         let negative = truthy(case.get("negative"));
         let got = rounder.round_price(price, super::rounding::DocRoundType::Regular, negative);
-        compare(&format!("cases[{i}]"), field(case, "expected")?, Some(&jnum(got)), &mut out);
+        compare(
+            &format!("cases[{i}]"),
+            field(case, "expected")?,
+            Some(&jnum(got)),
+            &mut out,
+        );
     }
     Ok(out)
 }
 
 fn run_runtime_fact(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
     let mut out = Vec::new();
-    for (i, case) in field(vector, "cases")?.as_array().into_iter().flatten().enumerate() {
+    for (i, case) in field(vector, "cases")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let input = field(case, "input")?;
-        let as_f64: f64 = input.to_string().parse().map_err(|_| TaxError::invalid(format!("cases[{i}].input"), "not a number"))?;
+        let as_f64: f64 = input
+            .to_string()
+            .parse()
+            .map_err(|_| TaxError::invalid(format!("cases[{i}].input"), "not a number"))?;
         if let Some(exp) = case.get("round_2") {
             let got = php_round_f64(as_f64, 2);
-            compare(&format!("cases[{i}].round_2"), exp, Some(&json!(got)), &mut out);
+            compare(
+                &format!("cases[{i}].round_2"),
+                exp,
+                Some(&json!(got)),
+                &mut out,
+            );
         }
         if let Some(exp) = case.get("delta_round_first_call") {
             // The tax calculators' first call on a chain: round($x + 0.000001, 2) on the double.
             let got = php_round_f64(as_f64 + 0.000001, 2);
-            compare(&format!("cases[{i}].delta_round_first_call"), exp, Some(&json!(got)), &mut out);
+            compare(
+                &format!("cases[{i}].delta_round_first_call"),
+                exp,
+                Some(&json!(got)),
+                &mut out,
+            );
             // And the decimal engine must agree with PHP on the decimal literal.
             let exact = dec(case, "input")?;
             let mut r = super::rounding::TaxDeltaRounder::new();
@@ -568,7 +764,12 @@ fn run_runtime_fact(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
                 rate: 0,
             };
             let got = r.delta_round(exact, key, true);
-            compare(&format!("cases[{i}].delta_round_first_call(decimal)"), exp, Some(&jnum(got)), &mut out);
+            compare(
+                &format!("cases[{i}].delta_round_first_call(decimal)"),
+                exp,
+                Some(&jnum(got)),
+                &mut out,
+            );
         }
     }
     Ok(out)

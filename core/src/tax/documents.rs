@@ -25,7 +25,10 @@ pub struct Amount2 {
 }
 
 impl Amount2 {
-    pub const ZERO: Amount2 = Amount2 { value: Decimal::ZERO, base: Decimal::ZERO };
+    pub const ZERO: Amount2 = Amount2 {
+        value: Decimal::ZERO,
+        base: Decimal::ZERO,
+    };
 
     pub fn new(value: Decimal, base: Decimal) -> Self {
         Self { value, base }
@@ -137,7 +140,7 @@ pub fn invoice_tax(
     for line in lines {
         let oi = &line.order_item;
         let has_tax = !oi.tax.value.is_zero() || !oi.dtc.value.is_zero();
-        if !(has_tax && !oi.qty_ordered.is_zero()) || oi.is_dummy || line.qty <= Decimal::ZERO {
+        if !has_tax || oi.qty_ordered.is_zero() || oi.is_dummy || line.qty <= Decimal::ZERO {
             out_lines.push(None);
             continue;
         }
@@ -145,10 +148,20 @@ pub fn invoice_tax(
         let mut dtc = oi.dtc - oi.dtc_invoiced;
         if !line.is_last {
             let available = oi.qty_ordered - oi.qty_invoiced;
-            tax.value = rounder.round_price(tax.value / available * line.qty, DocRoundType::Regular, false);
-            tax.base = rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
-            dtc.value = rounder.round_price(dtc.value / available * line.qty, DocRoundType::Regular, false);
-            dtc.base = rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
+            tax.value = rounder.round_price(
+                tax.value / available * line.qty,
+                DocRoundType::Regular,
+                false,
+            );
+            tax.base =
+                rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
+            dtc.value = rounder.round_price(
+                dtc.value / available * line.qty,
+                DocRoundType::Regular,
+                false,
+            );
+            dtc.base =
+                rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
         }
         total_tax += tax;
         total_dtc += dtc;
@@ -170,11 +183,24 @@ pub fn invoice_tax(
         (allowed_tax, allowed_dtc)
     } else {
         (
-            Amount2::new(allowed_tax.value.min(total_tax.value), allowed_tax.base.min(total_tax.base)),
-            Amount2::new(allowed_dtc.value.min(total_dtc.value), allowed_dtc.base.min(total_dtc.base)),
+            Amount2::new(
+                allowed_tax.value.min(total_tax.value),
+                allowed_tax.base.min(total_tax.base),
+            ),
+            Amount2::new(
+                allowed_dtc.value.min(total_dtc.value),
+                allowed_dtc.base.min(total_dtc.base),
+            ),
         )
     };
-    InvoiceTaxResult { lines: out_lines, tax, dtc: item_dtc, grand_total_delta: tax + dtc, shipping_tax, shipping_dtc }
+    InvoiceTaxResult {
+        lines: out_lines,
+        tax,
+        dtc: item_dtc,
+        grand_total_delta: tax + dtc,
+        shipping_tax,
+        shipping_dtc,
+    }
 }
 
 /// The order fields the credit-memo tax collector reads.
@@ -259,10 +285,20 @@ pub fn creditmemo_tax(
         let mut dtc = oi.dtc_invoiced - oi.dtc_refunded;
         if !line.is_last {
             let available = oi.qty_invoiced - oi.qty_refunded;
-            tax.value = rounder.round_price(tax.value / available * line.qty, DocRoundType::Regular, false);
-            tax.base = rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
-            dtc.value = rounder.round_price(dtc.value / available * line.qty, DocRoundType::Regular, false);
-            dtc.base = rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
+            tax.value = rounder.round_price(
+                tax.value / available * line.qty,
+                DocRoundType::Regular,
+                false,
+            );
+            tax.base =
+                rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
+            dtc.value = rounder.round_price(
+                dtc.value / available * line.qty,
+                DocRoundType::Regular,
+                false,
+            );
+            dtc.base =
+                rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
         }
         total_tax += tax;
         total_dtc += dtc;
@@ -277,10 +313,14 @@ pub fn creditmemo_tax(
             && let Some(memo_base_shipping) = before.base_shipping_amount
         {
             let factor = memo_base_shipping / base_order_shipping;
-            shipping_tax = Amount2::new(inv.shipping_tax.value * factor, inv.shipping_tax.base * factor);
+            shipping_tax = Amount2::new(
+                inv.shipping_tax.value * factor,
+                inv.shipping_tax.base * factor,
+            );
             total_dtc.value += inv.shipping_dtc.value * factor;
             total_dtc.base += inv.shipping_dtc.base * factor;
-            shipping_tax.value = rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
+            shipping_tax.value =
+                rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
             shipping_tax.base = rounder.round_price(shipping_tax.base, DocRoundType::Base, false);
             total_dtc.value = rounder.round_price(total_dtc.value, DocRoundType::Regular, false);
             total_dtc.base = rounder.round_price(total_dtc.base, DocRoundType::Base, false);
@@ -304,15 +344,28 @@ pub fn creditmemo_tax(
             } else {
                 before.shipping_amount.unwrap_or_default() / order_shipping
             };
-            let base_part = if base_order_shipping.is_zero() { Decimal::ZERO } else { memo_base_shipping / base_order_shipping };
-            shipping_tax = Amount2::new(order.shipping_tax.value * part, order.shipping_tax.base * base_part);
-            shipping_dtc = Amount2::new(order.shipping_dtc.value * part, order.shipping_dtc.base * base_part);
-            shipping_tax.value = rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
+            let base_part = if base_order_shipping.is_zero() {
+                Decimal::ZERO
+            } else {
+                memo_base_shipping / base_order_shipping
+            };
+            shipping_tax = Amount2::new(
+                order.shipping_tax.value * part,
+                order.shipping_tax.base * base_part,
+            );
+            shipping_dtc = Amount2::new(
+                order.shipping_dtc.value * part,
+                order.shipping_dtc.base * base_part,
+            );
+            shipping_tax.value =
+                rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
             shipping_tax.base = rounder.round_price(shipping_tax.base, DocRoundType::Base, false);
-            shipping_dtc.value = rounder.round_price(shipping_dtc.value, DocRoundType::Regular, false);
+            shipping_dtc.value =
+                rounder.round_price(shipping_dtc.value, DocRoundType::Regular, false);
             shipping_dtc.base = rounder.round_price(shipping_dtc.base, DocRoundType::Base, false);
             if part < Decimal::ONE
-                && (order.shipping_tax.value > Decimal::ZERO || php_ge(order.shipping_discount_amount, order.shipping_amount))
+                && (order.shipping_tax.value > Decimal::ZERO
+                    || php_ge(order.shipping_discount_amount, order.shipping_amount))
             {
                 partial = true;
             }
@@ -327,19 +380,33 @@ pub fn creditmemo_tax(
     let (allowed_tax, allowed_dtc) = match invoice {
         Some(inv) => (
             inv.tax - inv.tax_refunded - before.tax,
-            inv.dtc + inv.shipping_dtc - inv.dtc_refunded - inv.shipping_dtc_refunded - before.dtc - before.shipping_dtc,
+            inv.dtc + inv.shipping_dtc
+                - inv.dtc_refunded
+                - inv.shipping_dtc_refunded
+                - before.dtc
+                - before.shipping_dtc,
         ),
         None => (
             order.tax_invoiced - order.tax_refunded - before.tax,
-            order.dtc_invoiced + order.shipping_dtc - order.dtc_refunded - order.shipping_dtc_refunded - before.dtc - before.shipping_dtc,
+            order.dtc_invoiced + order.shipping_dtc
+                - order.dtc_refunded
+                - order.shipping_dtc_refunded
+                - before.dtc
+                - before.shipping_dtc,
         ),
     };
     let (tax, dtc) = if memo_is_last && !partial {
         (allowed_tax, allowed_dtc)
     } else {
         (
-            Amount2::new(allowed_tax.value.min(total_tax.value), allowed_tax.base.min(total_tax.base)),
-            Amount2::new(allowed_dtc.value.min(total_dtc.value), allowed_dtc.base.min(total_dtc.base)),
+            Amount2::new(
+                allowed_tax.value.min(total_tax.value),
+                allowed_tax.base.min(total_tax.base),
+            ),
+            Amount2::new(
+                allowed_dtc.value.min(total_dtc.value),
+                allowed_dtc.base.min(total_dtc.base),
+            ),
         )
     };
     CreditmemoTaxResult {
@@ -356,7 +423,10 @@ pub fn creditmemo_tax(
 // conformance: invoice_total_tax_unit_test / creditmemo_total_tax_unit_test
 
 fn pair(v: &Value, name: &str) -> Result<Amount2, TaxError> {
-    Ok(Amount2::new(dec_or_zero(v, name)?, dec_or_zero(v, &format!("base_{name}"))?))
+    Ok(Amount2::new(
+        dec_or_zero(v, name)?,
+        dec_or_zero(v, &format!("base_{name}"))?,
+    ))
 }
 
 fn opt_num(v: &Value, name: &str) -> Option<Decimal> {
@@ -379,7 +449,9 @@ fn order_item(oi: &Value) -> Result<OrderItemTax, TaxError> {
 }
 
 fn doc_lines(doc: &Value) -> Result<Vec<(String, DocLine)>, TaxError> {
-    let items = field(doc, "items")?.as_object().ok_or_else(|| TaxError::invalid("items", "expected an object"))?;
+    let items = field(doc, "items")?
+        .as_object()
+        .ok_or_else(|| TaxError::invalid("items", "expected an object"))?;
     items
         .iter()
         .map(|(name, it)| {
@@ -417,7 +489,13 @@ pub fn run_invoice_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
     let lines = doc_lines(invoice_v)?;
     let plain: Vec<DocLine> = lines.iter().map(|(_, l)| l.clone()).collect();
     let mut rounder = DocumentRounder::new();
-    let res = invoice_tax(&order, &plain, truthy(invoice_v.get("is_last")), shipping_already_invoiced, &mut rounder);
+    let res = invoice_tax(
+        &order,
+        &plain,
+        truthy(invoice_v.get("is_last")),
+        shipping_already_invoiced,
+        &mut rounder,
+    );
     let data = invoice_v.get("data_fields").cloned().unwrap_or(json!({}));
     let grand = pair(&data, "grand_total")? + res.grand_total_delta;
     let mut items = serde_json::Map::new();
@@ -457,11 +535,19 @@ pub fn run_creditmemo_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> 
         shipping_dtc_refunded: pair(o, "shipping_discount_tax_compensation_refunded")?,
         shipping_amount: opt_num(o, "shipping_amount"),
         base_shipping_amount: opt_num(o, "base_shipping_amount"),
-        base_shipping_refunded: dec_or_zero(o, "base_shipping_refunded")
-            .and_then(|v| if v.is_zero() { dec_or_zero(o, "base_shipping_amount_refunded") } else { Ok(v) })?,
+        base_shipping_refunded: dec_or_zero(o, "base_shipping_refunded").and_then(|v| {
+            if v.is_zero() {
+                dec_or_zero(o, "base_shipping_amount_refunded")
+            } else {
+                Ok(v)
+            }
+        })?,
         shipping_discount_amount: opt_num(o, "shipping_discount_amount"),
     };
-    let pre = memo.get("pre_existing_fields").cloned().unwrap_or(json!({}));
+    let pre = memo
+        .get("pre_existing_fields")
+        .cloned()
+        .unwrap_or(json!({}));
     let before = CreditmemoBefore {
         shipping_amount: opt_num(&pre, "shipping_amount"),
         base_shipping_amount: opt_num(&pre, "base_shipping_amount"),
@@ -481,11 +567,20 @@ pub fn run_creditmemo_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> 
         }),
         _ => None,
     };
-    let shipping_incl_after = truthy(vector.pointer("/config/shipping_include_tax_with_tax_after_discount"));
+    let shipping_incl_after =
+        truthy(vector.pointer("/config/shipping_include_tax_with_tax_after_discount"));
     let lines = doc_lines(memo)?;
     let plain: Vec<DocLine> = lines.iter().map(|(_, l)| l.clone()).collect();
     let mut rounder = DocumentRounder::new();
-    let res = creditmemo_tax(&order, &plain, truthy(memo.get("is_last")), &before, invoice.as_ref(), shipping_incl_after, &mut rounder);
+    let res = creditmemo_tax(
+        &order,
+        &plain,
+        truthy(memo.get("is_last")),
+        &before,
+        invoice.as_ref(),
+        shipping_incl_after,
+        &mut rounder,
+    );
     let grand = pair(&pre, "grand_total")? + res.grand_total_delta;
     let tax = before.tax + res.tax;
     let mut items = serde_json::Map::new();

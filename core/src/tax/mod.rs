@@ -21,9 +21,14 @@ pub mod rounding;
 pub mod service;
 pub mod validator;
 
-pub use calculator::{Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, TaxRelease};
+pub use calculator::{
+    Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, TaxRelease,
+};
 pub use rates::{RateRequest, ResolvedRate, TaxAddress, TaxClass, TaxRate, TaxRateTable, TaxRule};
-pub use service::{AppliedTax, ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings};
+pub use service::{
+    AppliedTax, ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine,
+    TaxSettings,
+};
 
 /// A record-level tax error: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +41,9 @@ pub enum TaxError {
 
 impl TaxError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }

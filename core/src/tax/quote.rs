@@ -16,10 +16,15 @@ use serde_json::{Map, Value, json};
 
 use super::TaxError;
 use super::calculator::Algorithm;
-use super::conformance::{Mismatch, RunOptions, address, compare, dec_or_zero, field, jnum, num, opt_class, rate_table, truthy};
-use super::php::{php_float_key, round2, round_dp};
+use super::conformance::{
+    Mismatch, RunOptions, address, compare, dec_or_zero, field, jnum, num, opt_class, rate_table,
+    truthy,
+};
+use super::php::{php_float_key, round_dp, round2};
 use super::rates::{AppliedRate, TaxAddress, TaxClass};
-use super::service::{ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings};
+use super::service::{
+    ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings,
+};
 
 /// Store configuration read by the quote collectors (beyond the calculation service's).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -126,7 +131,11 @@ struct DiscountRounder {
 }
 
 /// Run the quote totals collectors.
-pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &QuoteInput) -> Result<QuoteTotals, TaxError> {
+pub fn collect_totals(
+    engine: &mut TaxEngine,
+    cfg: &QuoteTaxConfig,
+    quote: &QuoteInput,
+) -> Result<QuoteTotals, TaxError> {
     for (i, rule) in quote.cart_rules.iter().enumerate() {
         if rule.simple_action != "by_percent" {
             return Err(TaxError::Unsupported(format!(
@@ -138,7 +147,10 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
     let mut items: Vec<ItemState> = Vec::with_capacity(quote.items.len());
     for (i, it) in quote.items.iter().enumerate() {
         if it.qty <= Decimal::ZERO {
-            return Err(TaxError::invalid(format!("items[{i}].qty"), format!("quantity of '{}' must be greater than 0", it.sku)));
+            return Err(TaxError::invalid(
+                format!("items[{i}].qty"),
+                format!("quantity of '{}' must be greater than 0", it.sku),
+            ));
         }
         items.push(ItemState {
             code: format!("sequence-{}", i + 1),
@@ -156,12 +168,20 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
                 item_type: "product".into(),
                 quantity: it.qty,
                 unit_price: st.calc_price,
-                discount_amount: if with_discount { st.discount_amount } else { Decimal::ZERO },
+                discount_amount: if with_discount {
+                    st.discount_amount
+                } else {
+                    Decimal::ZERO
+                },
                 tax_included: cfg.price_includes_tax,
                 tax_class: it.tax_class.clone(),
                 parent_code: None,
                 associated_item_code: None,
-                price_for_tax_calculation: Some(if cfg.apply_tax_on_original_price { st.original_price } else { st.calc_price }),
+                price_for_tax_calculation: Some(if cfg.apply_tax_on_original_price {
+                    st.original_price
+                } else {
+                    st.calc_price
+                }),
             })
             .collect()
     };
@@ -177,7 +197,11 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
     for st in items.iter_mut() {
         let d = sub.item(&st.code).cloned();
         if let Some(d) = &d {
-            st.discount_calculation_price = if cfg.discount_tax { d.price_incl_tax } else { d.price };
+            st.discount_calculation_price = if cfg.discount_tax {
+                d.price_incl_tax
+            } else {
+                d.price
+            };
         }
         st.details = d;
     }
@@ -206,7 +230,10 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
             }
             // Utility::deltaRoundingFix
             let row_total = st.details.as_ref().map_or(Decimal::ZERO, |d| d.row_total);
-            let row_total_incl = st.details.as_ref().map_or(Decimal::ZERO, |d| d.row_total_incl_tax);
+            let row_total_incl = st
+                .details
+                .as_ref()
+                .map_or(Decimal::ZERO, |d| d.row_total_incl_tax);
             let key = php_float_key(st.discount_percent);
             if !st.discount_percent.is_zero() && row_total > Decimal::ZERO {
                 let delta = rounder.deltas.get(&key).copied().unwrap_or_default();
@@ -258,7 +285,9 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
     // shipping_discount (400): Validator::processShippingAmount.
     let mut shipping_discount = Decimal::ZERO;
     if !shipping_excl.is_zero() {
-        let base_amount = shipping_for_discount.filter(|v| !v.is_zero()).unwrap_or(shipping_excl);
+        let base_amount = shipping_for_discount
+            .filter(|v| !v.is_zero())
+            .unwrap_or(shipping_excl);
         for rule in &quote.cart_rules {
             if !rule.apply_to_shipping {
                 continue;
@@ -280,7 +309,14 @@ pub fn collect_totals(engine: &mut TaxEngine, cfg: &QuoteTaxConfig, quote: &Quot
         lines.push(shipping_line(shipping_discount));
     }
     let fin = engine.calculate_tax(&request(lines), true)?;
-    Ok(assemble(quote, cfg, &items, &fin, has_shipping, shipping_discount))
+    Ok(assemble(
+        quote,
+        cfg,
+        &items,
+        &fin,
+        has_shipping,
+        shipping_discount,
+    ))
 }
 
 fn assemble(
@@ -294,13 +330,21 @@ fn assemble(
     let mut t = QuoteTotals::default();
     let mut item_discounts = Decimal::ZERO;
     for (st, it) in items.iter().zip(&quote.items) {
-        let Some(d) = fin.item(&st.code) else { continue };
+        let Some(d) = fin.item(&st.code) else {
+            continue;
+        };
         t.subtotal += d.row_total;
         t.subtotal_incl_tax += d.row_total_incl_tax;
         t.tax_amount += d.row_tax;
         t.discount_tax_compensation_amount += d.discount_tax_compensation_amount;
         item_discounts += st.discount_amount;
-        let custom_price = it.custom_price.map(|c| if cfg.apply_tax_on_original_price { c } else { d.price });
+        let custom_price = it.custom_price.map(|c| {
+            if cfg.apply_tax_on_original_price {
+                c
+            } else {
+                d.price
+            }
+        });
         t.items.push(QuoteItemTotals {
             sku: it.sku.clone(),
             price: d.price,
@@ -339,7 +383,10 @@ fn assemble(
 }
 
 /// `CommonTaxCollector::_saveAppliedTaxes`: aggregate by group id, ignoring 0 % groups.
-fn save_applied(into: &mut Vec<super::service::AppliedTax>, applied: &[super::service::AppliedTax]) {
+fn save_applied(
+    into: &mut Vec<super::service::AppliedTax>,
+    applied: &[super::service::AppliedTax],
+) {
     for a in applied {
         if a.percent.is_zero() {
             continue;
@@ -362,8 +409,13 @@ fn config_flag(cfg: &Value, key: &str) -> bool {
 pub fn run_quote_vector(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>, TaxError> {
     let cfg = field(vector, "config")?;
     let env = field(vector, "environment")?;
-    if env.get("base_currency_equals_quote_currency").is_some_and(|v| v == &Value::Bool(false)) {
-        return Err(TaxError::Unsupported("quote scenarios with a display currency different from the base currency".into()));
+    if env
+        .get("base_currency_equals_quote_currency")
+        .is_some_and(|v| v == &Value::Bool(false))
+    {
+        return Err(TaxError::Unsupported(
+            "quote scenarios with a display currency different from the base currency".into(),
+        ));
     }
     let algorithm = cfg
         .get("algorithm")
@@ -372,7 +424,9 @@ pub fn run_quote_vector(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch
         .ok_or_else(|| TaxError::invalid("config.algorithm", "missing or unknown"))?;
     let settings = TaxSettings {
         algorithm,
-        apply_after_discount: cfg.get("apply_tax_after_discount").is_none_or(|v| truthy(Some(v))),
+        apply_after_discount: cfg
+            .get("apply_tax_after_discount")
+            .is_none_or(|v| truthy(Some(v))),
         cross_border_trade: config_flag(cfg, "cross_border_trade_enabled"),
         release: opts.release,
         based_on: match cfg.get("tax_based_on").and_then(Value::as_str) {
@@ -380,26 +434,48 @@ pub fn run_quote_vector(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch
             Some("origin") => TaxBasedOn::Origin,
             _ => TaxBasedOn::Shipping,
         },
-        store_origin: address(env.get("store_origin_address"))?.unwrap_or_else(|| TaxSettings::default().store_origin),
-        store_customer_class: opt_class(env.get("store_rate_customer_tax_class"), "environment.store_rate_customer_tax_class")?,
+        store_origin: address(env.get("store_origin_address"))?
+            .unwrap_or_else(|| TaxSettings::default().store_origin),
+        store_customer_class: opt_class(
+            env.get("store_rate_customer_tax_class"),
+            "environment.store_rate_customer_tax_class",
+        )?,
         default_address: TaxSettings::default().default_address,
     };
     let qcfg = QuoteTaxConfig {
         price_includes_tax: config_flag(cfg, "catalog_prices_include_tax"),
         shipping_includes_tax: config_flag(cfg, "shipping_prices_include_tax"),
         discount_tax: config_flag(cfg, "apply_discount_on_prices_including_tax"),
-        apply_tax_on_original_price: cfg.get("apply_tax_on").and_then(num).is_some_and(|v| v == Decimal::ONE),
+        apply_tax_on_original_price: cfg
+            .get("apply_tax_on")
+            .and_then(num)
+            .is_some_and(|v| v == Decimal::ONE),
         shipping_tax_class: opt_class(cfg.get("shipping_tax_class"), "config.shipping_tax_class")?,
     };
     let table = rate_table(field(vector, "tax_rates")?, field(vector, "tax_rules")?)?;
     let q = field(vector, "quote")?;
     let mut items = Vec::new();
-    for (i, it) in field(q, "items")?.as_array().into_iter().flatten().enumerate() {
+    for (i, it) in field(q, "items")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let path = format!("quote.items[{i}]");
         items.push(QuoteItemInput {
-            sku: it.get("sku").and_then(Value::as_str).ok_or_else(|| TaxError::invalid(format!("{path}.sku"), "missing"))?.to_owned(),
-            price: it.get("price").and_then(num).ok_or_else(|| TaxError::invalid(format!("{path}.price"), "expected a number"))?,
-            qty: it.get("qty").and_then(num).ok_or_else(|| TaxError::invalid(format!("{path}.qty"), "expected a number"))?,
+            sku: it
+                .get("sku")
+                .and_then(Value::as_str)
+                .ok_or_else(|| TaxError::invalid(format!("{path}.sku"), "missing"))?
+                .to_owned(),
+            price: it
+                .get("price")
+                .and_then(num)
+                .ok_or_else(|| TaxError::invalid(format!("{path}.price"), "expected a number"))?,
+            qty: it
+                .get("qty")
+                .and_then(num)
+                .ok_or_else(|| TaxError::invalid(format!("{path}.qty"), "expected a number"))?,
             tax_class: opt_class(it.get("tax_class"), &format!("{path}.tax_class"))?,
             custom_price: it.get("custom_price").and_then(num),
         });
@@ -409,25 +485,44 @@ pub fn run_quote_vector(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch
         None | Some(Value::Null) => None,
         Some(s) => Some(match s.get("shipping_price_input").and_then(num) {
             Some(v) => v,
-            None => s.get("flatrate_price_per_item").and_then(num).unwrap_or(Decimal::new(5, 0)) * total_qty,
+            None => {
+                s.get("flatrate_price_per_item")
+                    .and_then(num)
+                    .unwrap_or(Decimal::new(5, 0))
+                    * total_qty
+            }
         }),
     };
     let mut rules = Vec::new();
-    for r in q.get("cart_rules").and_then(Value::as_array).into_iter().flatten() {
+    for r in q
+        .get("cart_rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         rules.push(CartRule {
-            simple_action: r.get("simple_action").and_then(Value::as_str).unwrap_or("by_percent").to_owned(),
+            simple_action: r
+                .get("simple_action")
+                .and_then(Value::as_str)
+                .unwrap_or("by_percent")
+                .to_owned(),
             discount_amount: dec_or_zero(r, "discount_amount")?,
             apply_to_shipping: truthy(r.get("apply_to_shipping")),
             discount_step: dec_or_zero(r, "discount_step")?,
             discount_qty: r.get("discount_qty").and_then(num),
-            stop_rules_processing: r.get("stop_rules_processing").is_none_or(|v| truthy(Some(v))),
+            stop_rules_processing: r
+                .get("stop_rules_processing")
+                .is_none_or(|v| truthy(Some(v))),
         });
     }
     let quote = QuoteInput {
         items,
         shipping_address: address(q.get("shipping_address"))?,
         billing_address: address(q.get("billing_address"))?,
-        customer_tax_class: opt_class(env.get("customer_tax_class"), "environment.customer_tax_class")?,
+        customer_tax_class: opt_class(
+            env.get("customer_tax_class"),
+            "environment.customer_tax_class",
+        )?,
         shipping_amount,
         cart_rules: rules,
     };
@@ -453,10 +548,22 @@ pub fn totals_json(t: &QuoteTotals) -> Value {
     twin(&mut address, "shipping_amount", t.shipping_amount);
     twin(&mut address, "shipping_incl_tax", t.shipping_incl_tax);
     twin(&mut address, "shipping_tax_amount", t.shipping_tax_amount);
-    twin(&mut address, "shipping_discount_amount", t.shipping_discount_amount);
+    twin(
+        &mut address,
+        "shipping_discount_amount",
+        t.shipping_discount_amount,
+    );
     twin(&mut address, "discount_amount", t.discount_amount);
-    twin(&mut address, "discount_tax_compensation_amount", t.discount_tax_compensation_amount);
-    twin(&mut address, "shipping_discount_tax_compensation_amount", t.shipping_discount_tax_compensation_amount);
+    twin(
+        &mut address,
+        "discount_tax_compensation_amount",
+        t.discount_tax_compensation_amount,
+    );
+    twin(
+        &mut address,
+        "shipping_discount_tax_compensation_amount",
+        t.shipping_discount_tax_compensation_amount,
+    );
     twin(&mut address, "grand_total", t.grand_total);
     let applied: Map<String, Value> = t
         .applied_taxes
@@ -479,7 +586,11 @@ pub fn totals_json(t: &QuoteTotals) -> Value {
         twin(&mut m, "row_total_incl_tax", it.row_total_incl_tax);
         twin(&mut m, "tax_amount", it.tax_amount);
         twin(&mut m, "discount_amount", it.discount_amount);
-        twin(&mut m, "discount_tax_compensation_amount", it.discount_tax_compensation_amount);
+        twin(
+            &mut m,
+            "discount_tax_compensation_amount",
+            it.discount_tax_compensation_amount,
+        );
         m.insert("tax_percent".into(), jnum(it.tax_percent));
         m.insert("discount_percent".into(), jnum(it.discount_percent));
         if let Some(c) = it.custom_price {

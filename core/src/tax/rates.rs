@@ -28,7 +28,10 @@ impl TaxClass {
     pub fn parse(text: &str) -> Result<Self, TaxError> {
         let t = text.trim();
         if t.is_empty() {
-            return Err(TaxError::invalid("tax_class", "a tax class key must not be empty"));
+            return Err(TaxError::invalid(
+                "tax_class",
+                "a tax class key must not be empty",
+            ));
         }
         Ok(Self(t.to_owned()))
     }
@@ -56,7 +59,10 @@ impl TryFrom<serde_json::Value> for TaxClass {
         match v {
             serde_json::Value::String(s) => Self::parse(&s),
             serde_json::Value::Number(n) => Self::parse(&n.to_string()),
-            other => Err(TaxError::invalid("tax_class", format!("expected a name or an id, got {other}"))),
+            other => Err(TaxError::invalid(
+                "tax_class",
+                format!("expected a name or an id, got {other}"),
+            )),
         }
     }
 }
@@ -149,9 +155,11 @@ impl TaxRateTable {
     /// `Calculation::getRate()` and `getAppliedRates()` in one pass. A request without a
     /// country, a customer class or a product class resolves to 0 % with no groups.
     pub fn resolve(&self, req: &RateRequest) -> ResolvedRate {
-        let (Some(country), Some(customer), Some(product)) =
-            (req.address.country.as_deref(), req.customer_class.as_ref(), req.product_class.as_ref())
-        else {
+        let (Some(country), Some(customer), Some(product)) = (
+            req.address.country.as_deref(),
+            req.customer_class.as_ref(),
+            req.product_class.as_ref(),
+        ) else {
             return ResolvedRate::default();
         };
         if country.is_empty() {
@@ -160,11 +168,14 @@ impl TaxRateTable {
         let filter = PostcodeFilter::new(country, req.address.postcode.as_deref());
         let mut rows: Vec<Candidate> = Vec::new();
         for (rule_idx, rule) in self.rules.iter().enumerate() {
-            if !rule.customer_classes.contains(customer) || !rule.product_classes.contains(product) {
+            if !rule.customer_classes.contains(customer) || !rule.product_classes.contains(product)
+            {
                 continue;
             }
             for &rate_idx in &rule.rates {
-                let Some(rate) = self.rates.get(rate_idx) else { continue };
+                let Some(rate) = self.rates.get(rate_idx) else {
+                    continue;
+                };
                 if !rate.country.eq_ignore_ascii_case(country) {
                     continue;
                 }
@@ -174,7 +185,10 @@ impl TaxRateTable {
                 if !filter.matches(rate) {
                     continue;
                 }
-                rows.push(Candidate { rule: rule_idx, rate: rate_idx });
+                rows.push(Candidate {
+                    rule: rule_idx,
+                    rate: rate_idx,
+                });
             }
         }
         rows.sort_by(|a, b| self.order(a, b));
@@ -244,7 +258,10 @@ impl TaxRateTable {
             }
             i += 1;
         }
-        ResolvedRate { percent: total, groups }
+        ResolvedRate {
+            percent: total,
+            groups,
+        }
     }
 }
 
@@ -255,15 +272,18 @@ fn mysql_str_cmp(a: Option<&str>, b: Option<&str>) -> Ordering {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some(x), Some(y)) => {
-            x.bytes().map(|c| c.to_ascii_uppercase()).cmp(y.bytes().map(|c| c.to_ascii_uppercase()))
-        }
+        (Some(x), Some(y)) => x
+            .bytes()
+            .map(|c| c.to_ascii_uppercase())
+            .cmp(y.bytes().map(|c| c.to_ascii_uppercase())),
     }
 }
 
 /// PHP `is_numeric` for the strings a postcode can be.
 fn php_is_numeric(s: &str) -> bool {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']).trim_end();
+    let t = s
+        .trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c'])
+        .trim_end();
     let t = t.strip_prefix(['+', '-']).unwrap_or(t);
     if t.is_empty() {
         return false;
@@ -311,8 +331,10 @@ impl PostcodeFilter {
         {
             // preg_match('/^(.+)-(.+)$/') is greedy: split at the last dash.
             let (left, right) = (&pc[..dash], &pc[dash + 1..]);
-            let zip4 = country.eq_ignore_ascii_case("US") && php_is_numeric(right) && right.len() == 4;
-            let pt = country.eq_ignore_ascii_case("PT") && php_is_numeric(right) && right.len() == 3;
+            let zip4 =
+                country.eq_ignore_ascii_case("US") && php_is_numeric(right) && right.len() == 4;
+            let pt =
+                country.eq_ignore_ascii_case("PT") && php_is_numeric(right) && right.len() == 3;
             if zip4 || pt {
                 numeric = true;
                 original = Some(pc.to_owned());
@@ -327,8 +349,17 @@ impl PostcodeFilter {
         } else {
             search_templates(code.as_deref(), original.as_deref())
         };
-        let numeric_value = if numeric { code.as_deref().and_then(|c| c.trim().parse::<u64>().ok()) } else { None };
-        Self { any, templates, numeric: numeric_value, range }
+        let numeric_value = if numeric {
+            code.as_deref().and_then(|c| c.trim().parse::<u64>().ok())
+        } else {
+            None
+        };
+        Self {
+            any,
+            templates,
+            numeric: numeric_value,
+            range,
+        }
     }
 
     fn matches(&self, rate: &TaxRate) -> bool {
@@ -363,7 +394,11 @@ impl PostcodeFilter {
 
 /// `_createSearchPostCodeTemplates`.
 fn search_templates(postcode: Option<&str>, exact: Option<&str>) -> Vec<String> {
-    let cut = |s: &str| s.chars().take(POSTCODE_SUBSTRING_LENGTH).collect::<String>();
+    let cut = |s: &str| {
+        s.chars()
+            .take(POSTCODE_SUBSTRING_LENGTH)
+            .collect::<String>()
+    };
     let base = postcode.map(cut).unwrap_or_default();
     let mut out = vec![base.clone(), format!("{base}*")];
     let stem = match exact {
@@ -417,7 +452,11 @@ mod tests {
 
     fn request(postcode: &str) -> RateRequest {
         RateRequest {
-            address: TaxAddress { country: Some("US".into()), region_id: 42, postcode: Some(postcode.into()) },
+            address: TaxAddress {
+                country: Some("US".into()),
+                region_id: 42,
+                postcode: Some(postcode.into()),
+            },
             customer_class: Some(class("C")),
             product_class: Some(class("P")),
         }
@@ -431,7 +470,11 @@ mod tests {
                 rate("US - 42 - 5 - 55555", 42, "55555", dec!(5)),
                 rate("US - 42 - 11 - 55555", 42, "55555", dec!(11)),
             ],
-            rules: vec![rule("a", 0, false, vec![0]), rule("b", 0, false, vec![1]), rule("c", 1, false, vec![2])],
+            rules: vec![
+                rule("a", 0, false, vec![0]),
+                rule("b", 0, false, vec![1]),
+                rule("c", 1, false, vec![2]),
+            ],
         };
         let r = table.resolve(&request("55555"));
         assert_eq!(r.groups.len(), 2);
@@ -458,7 +501,11 @@ mod tests {
     #[test]
     fn most_specific_rate_of_a_rule_wins() {
         let table = TaxRateTable {
-            rates: vec![rate("star", 42, "*", dec!(10)), rate("exact", 42, "55555", dec!(5)), rate("prefix", 42, "55*", dec!(7))],
+            rates: vec![
+                rate("star", 42, "*", dec!(10)),
+                rate("exact", 42, "55555", dec!(5)),
+                rate("prefix", 42, "55*", dec!(7)),
+            ],
             rules: vec![rule("a", 0, false, vec![0, 1, 2])],
         };
         let r = table.resolve(&request("55555-1234"));
@@ -472,7 +519,10 @@ mod tests {
 
     #[test]
     fn missing_product_class_means_no_tax() {
-        let table = TaxRateTable { rates: vec![rate("a", 42, "*", dec!(10))], rules: vec![rule("a", 0, false, vec![0])] };
+        let table = TaxRateTable {
+            rates: vec![rate("a", 42, "*", dec!(10))],
+            rules: vec![rule("a", 0, false, vec![0])],
+        };
         let mut req = request("1");
         req.product_class = None;
         assert_eq!(table.resolve(&req), ResolvedRate::default());
@@ -482,7 +532,10 @@ mod tests {
     fn numeric_zip_ranges_match_inclusively() {
         let mut r = rate("range", 42, "90000-90100", dec!(9));
         r.zip_range = Some((90000, 90100));
-        let table = TaxRateTable { rates: vec![r], rules: vec![rule("a", 0, false, vec![0])] };
+        let table = TaxRateTable {
+            rates: vec![r],
+            rules: vec![rule("a", 0, false, vec![0])],
+        };
         assert_eq!(table.resolve(&request("90100")).percent, dec!(9));
         assert_eq!(table.resolve(&request("90101")).percent, dec!(0));
     }

@@ -135,7 +135,12 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn key(rate: u32) -> ChainKey {
-        ChainKey { kind: DeltaType::Regular, item: None, tax_included: false, rate }
+        ChainKey {
+            kind: DeltaType::Regular,
+            item: None,
+            tax_included: false,
+            rate,
+        }
     }
 
     #[test]
@@ -168,7 +173,10 @@ mod tests {
         let mut d = DocumentRounder::new();
         assert_eq!(d.regular(dec!(2.223)), dec!(2.22));
         let mut d = DocumentRounder::new();
-        assert_eq!(d.round_price(dec!(2.226), DocRoundType::Regular, true), dec!(2.23));
+        assert_eq!(
+            d.round_price(dec!(2.226), DocRoundType::Regular, true),
+            dec!(2.23)
+        );
         let mut d = DocumentRounder::new();
         // 24.32 / 3 = 8.10666..: 8.11 then the carry lowers the next value.
         assert_eq!(d.regular(dec!(24.32) / dec!(3)), dec!(8.11));

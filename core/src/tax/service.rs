@@ -9,7 +9,10 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::TaxError;
-use super::calculator::{Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup, TaxRelease};
+use super::calculator::{
+    Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
+    TaxRelease,
+};
 use super::php::{php_float_key, round2};
 use super::rates::{AppliedRate, RateRequest, TaxAddress, TaxClass, TaxRateTable};
 
@@ -47,9 +50,17 @@ impl Default for TaxSettings {
             cross_border_trade: false,
             release: TaxRelease::Magento246,
             based_on: TaxBasedOn::Shipping,
-            store_origin: TaxAddress { country: Some("US".into()), region_id: 12, postcode: Some("90034".into()) },
+            store_origin: TaxAddress {
+                country: Some("US".into()),
+                region_id: 12,
+                postcode: Some("90034".into()),
+            },
             store_customer_class: Some(TaxClass::parse("3").unwrap_or_else(|_| unreachable!())),
-            default_address: TaxAddress { country: Some("US".into()), region_id: 0, postcode: None },
+            default_address: TaxAddress {
+                country: Some("US".into()),
+                region_id: 0,
+                postcode: None,
+            },
         }
     }
 }
@@ -160,7 +171,13 @@ pub struct TaxEngine {
 
 impl TaxEngine {
     pub fn new(table: TaxRateTable, settings: TaxSettings) -> Self {
-        Self { table, settings, keys: FxHashMap::default(), resolved: FxHashMap::default(), prepared: Vec::new() }
+        Self {
+            table,
+            settings,
+            keys: FxHashMap::default(),
+            resolved: FxHashMap::default(),
+            prepared: Vec::new(),
+        }
     }
 
     fn intern(&mut self, key: &str) -> u32 {
@@ -174,20 +191,40 @@ impl TaxEngine {
 
     /// The customer address the rate request uses (`Calculation::getRateRequest`, guest path).
     pub fn customer_address(&self, details: &QuoteDetails) -> TaxAddress {
-        let has_country = |a: &Option<TaxAddress>| a.as_ref().is_some_and(|a| a.country.as_deref().is_some_and(|c| !c.is_empty()));
+        let has_country = |a: &Option<TaxAddress>| {
+            a.as_ref()
+                .is_some_and(|a| a.country.as_deref().is_some_and(|c| !c.is_empty()))
+        };
         match self.settings.based_on {
             TaxBasedOn::Origin => self.settings.store_origin.clone(),
-            TaxBasedOn::Shipping if has_country(&details.shipping_address) => details.shipping_address.clone().unwrap_or_default(),
-            TaxBasedOn::Shipping if has_country(&details.billing_address) => details.billing_address.clone().unwrap_or_default(),
-            TaxBasedOn::Billing if has_country(&details.billing_address) => details.billing_address.clone().unwrap_or_default(),
-            TaxBasedOn::Billing if has_country(&details.shipping_address) => details.shipping_address.clone().unwrap_or_default(),
+            TaxBasedOn::Shipping if has_country(&details.shipping_address) => {
+                details.shipping_address.clone().unwrap_or_default()
+            }
+            TaxBasedOn::Shipping if has_country(&details.billing_address) => {
+                details.billing_address.clone().unwrap_or_default()
+            }
+            TaxBasedOn::Billing if has_country(&details.billing_address) => {
+                details.billing_address.clone().unwrap_or_default()
+            }
+            TaxBasedOn::Billing if has_country(&details.shipping_address) => {
+                details.shipping_address.clone().unwrap_or_default()
+            }
             _ => self.settings.default_address.clone(),
         }
     }
 
     /// Resolve (and cache) the calculator's view of the rates for one product class.
-    pub fn item_rates(&mut self, address: &TaxAddress, customer: Option<&TaxClass>, product: Option<&TaxClass>) -> usize {
-        let customer_req = RateRequest { address: address.clone(), customer_class: customer.cloned(), product_class: product.cloned() };
+    pub fn item_rates(
+        &mut self,
+        address: &TaxAddress,
+        customer: Option<&TaxClass>,
+        product: Option<&TaxClass>,
+    ) -> usize {
+        let customer_req = RateRequest {
+            address: address.clone(),
+            customer_class: customer.cloned(),
+            product_class: product.cloned(),
+        };
         let store_req = RateRequest {
             address: self.settings.store_origin.clone(),
             customer_class: self.settings.store_customer_class.clone(),
@@ -205,10 +242,10 @@ impl TaxEngine {
             .into_iter()
             .map(|g| {
                 let key = self.intern(&format!("group:{}", g.id));
-                PreparedGroup { group: g, key }
+                PreparedGroup::new(g, key)
             })
             .collect();
-        let rates = ItemRates { percent: customer.percent, percent_key, store_percent: store.percent, groups };
+        let rates = ItemRates::new(customer.percent, percent_key, store.percent, groups);
         let idx = self.prepared.len();
         self.prepared.push(rates);
         self.resolved.insert(cache_key, idx);
@@ -220,7 +257,11 @@ impl TaxEngine {
     }
 
     /// `TaxCalculation::calculateTax($quoteDetails, $storeId, $round)`.
-    pub fn calculate_tax(&mut self, details: &QuoteDetails, round: bool) -> Result<TaxDetails, TaxError> {
+    pub fn calculate_tax(
+        &mut self,
+        details: &QuoteDetails,
+        round: bool,
+    ) -> Result<TaxDetails, TaxError> {
         let mut result = TaxDetails::default();
         if details.items.is_empty() {
             return Ok(result);
@@ -234,7 +275,8 @@ impl TaxEngine {
             validate_item(i, item)?;
             match item.parent_code.as_deref() {
                 None => {
-                    if let Some(pos) = top.iter().position(|&t| details.items[t].code == item.code) {
+                    if let Some(pos) = top.iter().position(|&t| details.items[t].code == item.code)
+                    {
                         top[pos] = i;
                     } else {
                         top.push(i);
@@ -249,11 +291,21 @@ impl TaxEngine {
         for &t in &top {
             let parent = &details.items[t];
             if let Some(kids) = children.get(parent.code.as_str()) {
-                let (mut row_total, mut row_incl, mut row_tax) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+                let (mut row_total, mut row_incl, mut row_tax) =
+                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
                 for &c in kids {
                     let child = &details.items[c];
                     let qty = parent.quantity * child.quantity;
-                    let item = self.process(&mut calc, &mut codes, &address, customer.as_ref(), child, qty, round, &mut line_out);
+                    let item = self.process(
+                        &mut calc,
+                        &mut codes,
+                        &address,
+                        customer.as_ref(),
+                        child,
+                        qty,
+                        round,
+                        &mut line_out,
+                    );
                     row_total += item.row_total;
                     row_incl += item.row_total_incl_tax;
                     row_tax += item.row_tax;
@@ -261,7 +313,10 @@ impl TaxEngine {
                     result.items.push(item);
                 }
                 if parent.quantity.is_zero() {
-                    return Err(TaxError::invalid(format!("items[{t}].quantity"), "a parent item needs a non-zero quantity"));
+                    return Err(TaxError::invalid(
+                        format!("items[{t}].quantity"),
+                        "a parent item needs a non-zero quantity",
+                    ));
                 }
                 result.items.push(ItemTaxDetails {
                     code: parent.code.clone(),
@@ -279,7 +334,16 @@ impl TaxEngine {
                 });
             } else {
                 let qty = parent.quantity;
-                let item = self.process(&mut calc, &mut codes, &address, customer.as_ref(), parent, qty, round, &mut line_out);
+                let item = self.process(
+                    &mut calc,
+                    &mut codes,
+                    &address,
+                    customer.as_ref(),
+                    parent,
+                    qty,
+                    round,
+                    &mut line_out,
+                );
                 aggregate(&mut result, &item);
                 result.items.push(item);
             }
@@ -318,7 +382,12 @@ impl TaxEngine {
             .iter()
             .map(|&(g, amount)| {
                 let group = &rates.groups[g].group;
-                AppliedTax { tax_rate_key: group.id.clone(), percent: group.percent, amount, rates: group.rates.clone() }
+                AppliedTax {
+                    tax_rate_key: group.id.clone(),
+                    percent: group.percent,
+                    amount,
+                    rates: group.rates.clone(),
+                }
             })
             .collect();
         ItemTaxDetails {
@@ -340,12 +409,18 @@ impl TaxEngine {
 
 fn validate_item(index: usize, item: &QuoteDetailsItem) -> Result<(), TaxError> {
     if item.code.trim().is_empty() {
-        return Err(TaxError::invalid(format!("items[{index}].code"), "an item needs a code"));
+        return Err(TaxError::invalid(
+            format!("items[{index}].code"),
+            "an item needs a code",
+        ));
     }
     if item.quantity <= Decimal::ZERO {
         return Err(TaxError::invalid(
             format!("items[{index}].quantity"),
-            format!("quantity of item '{}' must be greater than 0, got {}", item.code, item.quantity),
+            format!(
+                "quantity of item '{}' must be greater than 0, got {}",
+                item.code, item.quantity
+            ),
         ));
     }
     Ok(())
@@ -357,7 +432,11 @@ fn aggregate(result: &mut TaxDetails, item: &ItemTaxDetails) {
     result.tax_amount += item.row_tax;
     result.discount_tax_compensation_amount += item.discount_tax_compensation_amount;
     for applied in &item.applied_taxes {
-        if let Some(existing) = result.applied_taxes.iter_mut().find(|a| a.tax_rate_key == applied.tax_rate_key) {
+        if let Some(existing) = result
+            .applied_taxes
+            .iter_mut()
+            .find(|a| a.tax_rate_key == applied.tax_rate_key)
+        {
             existing.amount += applied.amount;
         } else {
             result.applied_taxes.push(applied.clone());

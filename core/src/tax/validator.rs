@@ -59,7 +59,11 @@ pub enum RateSource {
     /// only). The store (origin) rate is the same rate, so no re-basing happens.
     PosRates,
     /// The store's own rate table and customer context, with each line's `tax_class`.
-    Store { table: TaxRateTable, customer_address: TaxAddress, customer_class: Option<TaxClass> },
+    Store {
+        table: TaxRateTable,
+        customer_address: TaxAddress,
+        customer_class: Option<TaxClass>,
+    },
 }
 
 /// The Magento configuration to validate against.
@@ -159,22 +163,45 @@ fn check_line(index: usize, line: &PosTaxLine, errors: &mut Vec<LineError>) -> b
     let mut ok = true;
     let mut err = |field: &str, message: String| {
         ok = false;
-        errors.push(LineError { line_index: index, line_id: line.line_id.clone(), field: field.to_owned(), message });
+        errors.push(LineError {
+            line_index: index,
+            line_id: line.line_id.clone(),
+            field: field.to_owned(),
+            message,
+        });
     };
     if line.line_id.trim().is_empty() {
-        err("line_id", "a line needs an id so its discrepancies can be traced".into());
+        err(
+            "line_id",
+            "a line needs an id so its discrepancies can be traced".into(),
+        );
     }
     if line.quantity <= Decimal::ZERO {
-        err("quantity", format!("must be greater than 0 (returns are validated as positive lines), got {}", line.quantity));
+        err(
+            "quantity",
+            format!(
+                "must be greater than 0 (returns are validated as positive lines), got {}",
+                line.quantity
+            ),
+        );
     }
     if line.unit_price < Decimal::ZERO {
-        err("unit_price", format!("must not be negative, got {}", line.unit_price));
+        err(
+            "unit_price",
+            format!("must not be negative, got {}", line.unit_price),
+        );
     }
     if line.discount_amount < Decimal::ZERO {
-        err("discount_amount", format!("must not be negative, got {}", line.discount_amount));
+        err(
+            "discount_amount",
+            format!("must not be negative, got {}", line.discount_amount),
+        );
     }
     if line.rate < Decimal::ZERO || line.rate > Decimal::ONE_HUNDRED {
-        err("rate", format!("must be a percent between 0 and 100, got {}", line.rate));
+        err(
+            "rate",
+            format!("must be a percent between 0 and 100, got {}", line.rate),
+        );
     }
     ok
 }
@@ -184,12 +211,23 @@ fn pos_rate_class(rate: Decimal) -> TaxClass {
 }
 
 /// Build the engine for one configuration (and algorithm / discount-order variant).
-fn engine_for(cfg: &ValidationConfig, lines: &[(usize, &PosTaxLine)], settings: TaxSettings) -> (TaxEngine, QuoteDetails) {
+fn engine_for(
+    cfg: &ValidationConfig,
+    lines: &[(usize, &PosTaxLine)],
+    settings: TaxSettings,
+) -> (TaxEngine, QuoteDetails) {
     let customer_class = TaxClass::parse("pos-customer").unwrap_or_else(|_| unreachable!());
     let (table, address, customer, settings) = match &cfg.rates {
-        RateSource::Store { table, customer_address, customer_class } => {
-            (table.clone(), customer_address.clone(), customer_class.clone(), settings)
-        }
+        RateSource::Store {
+            table,
+            customer_address,
+            customer_class,
+        } => (
+            table.clone(),
+            customer_address.clone(),
+            customer_class.clone(),
+            settings,
+        ),
         RateSource::PosRates => {
             let mut table = TaxRateTable::default();
             let mut seen: Vec<Decimal> = Vec::new();
@@ -218,7 +256,11 @@ fn engine_for(cfg: &ValidationConfig, lines: &[(usize, &PosTaxLine)], settings: 
                     rates: vec![table.rates.len() - 1],
                 });
             }
-            let address = TaxAddress { country: Some("XX".into()), region_id: 0, postcode: None };
+            let address = TaxAddress {
+                country: Some("XX".into()),
+                region_id: 0,
+                postcode: None,
+            };
             let settings = TaxSettings {
                 store_origin: address.clone(),
                 store_customer_class: Some(customer_class.clone()),
@@ -245,11 +287,20 @@ fn engine_for(cfg: &ValidationConfig, lines: &[(usize, &PosTaxLine)], settings: 
             price_for_tax_calculation: None,
         })
         .collect();
-    let details = QuoteDetails { items, shipping_address: Some(address.clone()), billing_address: Some(address), customer_tax_class: customer };
+    let details = QuoteDetails {
+        items,
+        shipping_address: Some(address.clone()),
+        billing_address: Some(address),
+        customer_tax_class: customer,
+    };
     (TaxEngine::new(table, settings), details)
 }
 
-fn run(cfg: &ValidationConfig, lines: &[(usize, &PosTaxLine)], settings: TaxSettings) -> Option<TaxDetails> {
+fn run(
+    cfg: &ValidationConfig,
+    lines: &[(usize, &PosTaxLine)],
+    settings: TaxSettings,
+) -> Option<TaxDetails> {
     let (mut engine, details) = engine_for(cfg, lines, settings);
     engine.calculate_tax(&details, true).ok()
 }
@@ -257,8 +308,11 @@ fn run(cfg: &ValidationConfig, lines: &[(usize, &PosTaxLine)], settings: TaxSett
 /// Validate POS lines against Magento's computation under `cfg`.
 pub fn validate(lines: &[PosTaxLine], cfg: &ValidationConfig) -> ValidationReport {
     let mut report = ValidationReport::default();
-    let valid: Vec<(usize, &PosTaxLine)> =
-        lines.iter().enumerate().filter(|(i, l)| check_line(*i, l, &mut report.errors)).collect();
+    let valid: Vec<(usize, &PosTaxLine)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| check_line(*i, l, &mut report.errors))
+        .collect();
     if valid.is_empty() {
         return report;
     }
@@ -266,10 +320,33 @@ pub fn validate(lines: &[PosTaxLine], cfg: &ValidationConfig) -> ValidationRepor
         return report;
     };
     // Alternatives used only to explain differences.
-    let alt = |algorithm: Algorithm| run(cfg, &valid, TaxSettings { algorithm, ..cfg.settings.clone() });
+    let alt = |algorithm: Algorithm| {
+        run(
+            cfg,
+            &valid,
+            TaxSettings {
+                algorithm,
+                ..cfg.settings.clone()
+            },
+        )
+    };
     let (unit, row) = (alt(Algorithm::UnitBase), alt(Algorithm::RowBase));
-    let flipped = run(cfg, &valid, TaxSettings { apply_after_discount: !cfg.settings.apply_after_discount, ..cfg.settings.clone() });
-    let no_rebase = run(cfg, &valid, TaxSettings { cross_border_trade: true, ..cfg.settings.clone() });
+    let flipped = run(
+        cfg,
+        &valid,
+        TaxSettings {
+            apply_after_discount: !cfg.settings.apply_after_discount,
+            ..cfg.settings.clone()
+        },
+    );
+    let no_rebase = run(
+        cfg,
+        &valid,
+        TaxSettings {
+            cross_border_trade: true,
+            ..cfg.settings.clone()
+        },
+    );
 
     for (pos, (index, line)) in valid.iter().enumerate() {
         let code = format!("line-{index}");
@@ -287,7 +364,11 @@ pub fn validate(lines: &[PosTaxLine], cfg: &ValidationConfig) -> ValidationRepor
         });
         report.totals.pos_tax += line.tax_amount;
         report.totals.magento_tax += m.row_tax;
-        let mut push = |field: &str, expected: Decimal, actual: Decimal, rule: RoundingRule, explanation: String| {
+        let mut push = |field: &str,
+                        expected: Decimal,
+                        actual: Decimal,
+                        rule: RoundingRule,
+                        explanation: String| {
             report.discrepancies.push(Discrepancy {
                 line_index: *index,
                 line_id: line.line_id.clone(),
@@ -306,28 +387,63 @@ pub fn validate(lines: &[PosTaxLine], cfg: &ValidationConfig) -> ValidationRepor
                 m.tax_percent,
                 line.rate,
                 RoundingRule::RateDiffers,
-                format!("the POS applied {}% but Magento's tax rules give {}% for this line", line.rate.normalize(), m.tax_percent.normalize()),
+                format!(
+                    "the POS applied {}% but Magento's tax rules give {}% for this line",
+                    line.rate.normalize(),
+                    m.tax_percent.normalize()
+                ),
             );
         }
         let tax_expected = round2(m.row_tax);
         if line.tax_amount != tax_expected {
             let (rule, explanation) = if rate_differs {
-                (RoundingRule::Derived, "follows from the different rate".to_owned())
+                (
+                    RoundingRule::Derived,
+                    "follows from the different rate".to_owned(),
+                )
             } else {
-                explain_tax(cfg, line, &code, pos, m.row_tax, unit.as_ref(), row.as_ref(), flipped.as_ref(), no_rebase.as_ref())
+                explain_tax(
+                    cfg,
+                    line,
+                    &code,
+                    pos,
+                    m.row_tax,
+                    unit.as_ref(),
+                    row.as_ref(),
+                    flipped.as_ref(),
+                    no_rebase.as_ref(),
+                )
             };
-            push("tax_amount", tax_expected, line.tax_amount, rule, explanation);
+            push(
+                "tax_amount",
+                tax_expected,
+                line.tax_amount,
+                rule,
+                explanation,
+            );
         }
         let derived = |what: &str| {
             if rate_differs || line.tax_amount != tax_expected {
-                (RoundingRule::Derived, format!("{what} follows from the tax difference on this line"))
+                (
+                    RoundingRule::Derived,
+                    format!("{what} follows from the tax difference on this line"),
+                )
             } else {
-                (RoundingRule::Unexplained, format!("{what} differs although the tax agrees: check the POS price and quantity"))
+                (
+                    RoundingRule::Unexplained,
+                    format!(
+                        "{what} differs although the tax agrees: check the POS price and quantity"
+                    ),
+                )
             }
         };
         for (field, pos_value, magento) in [
             ("row_total", line.row_total, m.row_total),
-            ("row_total_incl_tax", line.row_total_incl_tax, m.row_total_incl_tax),
+            (
+                "row_total_incl_tax",
+                line.row_total_incl_tax,
+                m.row_total_incl_tax,
+            ),
             ("price_excl_tax", line.price_excl_tax, m.price),
             ("price_incl_tax", line.price_incl_tax, m.price_incl_tax),
         ] {
@@ -372,21 +488,33 @@ fn explain_tax(
     if cfg.settings.algorithm != Algorithm::UnitBase && tax_of(unit) == Some(pos) {
         return (
             RoundingRule::PosRoundsPerUnit,
-            format!("the POS rounds the tax of each unit and multiplies by {}; Magento ({algo}) rounds the row once", line.quantity.normalize()),
+            format!(
+                "the POS rounds the tax of each unit and multiplies by {}; Magento ({algo}) rounds the row once",
+                line.quantity.normalize()
+            ),
         );
     }
     if cfg.settings.algorithm == Algorithm::UnitBase && tax_of(row) == Some(pos) {
         return (
             RoundingRule::PosRoundsPerRow,
-            format!("the POS rounds the row's tax once; Magento (UNIT_BASE) rounds each unit's tax and multiplies by {}", line.quantity.normalize()),
+            format!(
+                "the POS rounds the row's tax once; Magento (UNIT_BASE) rounds each unit's tax and multiplies by {}",
+                line.quantity.normalize()
+            ),
         );
     }
     if !line.discount_amount.is_zero() && tax_of(flipped) == Some(pos) {
-        let (pos_order, magento_order) =
-            if cfg.settings.apply_after_discount { ("before", "after") } else { ("after", "before") };
+        let (pos_order, magento_order) = if cfg.settings.apply_after_discount {
+            ("before", "after")
+        } else {
+            ("after", "before")
+        };
         return (
             RoundingRule::DiscountOrder,
-            format!("the POS taxes the line {pos_order} the {} discount; Magento applies tax {magento_order} discount", line.discount_amount.normalize()),
+            format!(
+                "the POS taxes the line {pos_order} the {} discount; Magento applies tax {magento_order} discount",
+                line.discount_amount.normalize()
+            ),
         );
     }
     if line.tax_included && tax_of(no_rebase) == Some(pos) {
@@ -404,7 +532,10 @@ fn explain_tax(
     }
     (
         RoundingRule::Unexplained,
-        format!("Magento computes {} with {algo}; no Magento rounding rule reproduces the POS value", round2(magento)),
+        format!(
+            "Magento computes {} with {algo}; no Magento rounding rule reproduces the POS value",
+            round2(magento)
+        ),
     )
 }
 
@@ -432,31 +563,62 @@ mod tests {
     }
 
     fn cfg(algorithm: Algorithm) -> ValidationConfig {
-        ValidationConfig { settings: TaxSettings { algorithm, ..TaxSettings::default() }, rates: RateSource::PosRates }
+        ValidationConfig {
+            settings: TaxSettings {
+                algorithm,
+                ..TaxSettings::default()
+            },
+            rates: RateSource::PosRates,
+        }
     }
 
     #[test]
     fn matching_lines_are_clean() {
-        let r = validate(&[line("a", dec!(2), dec!(10), dec!(8.25), dec!(1.65))], &cfg(Algorithm::RowBase));
+        let r = validate(
+            &[line("a", dec!(2), dec!(10), dec!(8.25), dec!(1.65))],
+            &cfg(Algorithm::RowBase),
+        );
         assert!(r.is_clean(), "{r:?}");
         assert_eq!(r.totals.magento_tax, dec!(1.65));
     }
 
     #[test]
     fn per_unit_rounding_on_the_till_is_named() {
-        let r = validate(&[line("a", dec!(2), dec!(10), dec!(8.25), dec!(1.66))], &cfg(Algorithm::RowBase));
+        let r = validate(
+            &[line("a", dec!(2), dec!(10), dec!(8.25), dec!(1.66))],
+            &cfg(Algorithm::RowBase),
+        );
         assert_eq!(r.discrepancies.len(), 1);
         let d = &r.discrepancies[0];
-        assert_eq!((d.field.as_str(), d.expected, d.actual, d.rule), ("tax_amount", dec!(1.65), dec!(1.66), RoundingRule::PosRoundsPerUnit));
+        assert_eq!(
+            (d.field.as_str(), d.expected, d.actual, d.rule),
+            (
+                "tax_amount",
+                dec!(1.65),
+                dec!(1.66),
+                RoundingRule::PosRoundsPerUnit
+            )
+        );
     }
 
     #[test]
     fn total_base_remainder_is_named_on_the_line_it_lands_on() {
-        let lines = [line("a", dec!(1), dec!(10), dec!(8.25), dec!(0.83)), line("b", dec!(1), dec!(11), dec!(8.25), dec!(0.91))];
+        let lines = [
+            line("a", dec!(1), dec!(10), dec!(8.25), dec!(0.83)),
+            line("b", dec!(1), dec!(11), dec!(8.25), dec!(0.91)),
+        ];
         let r = validate(&lines, &cfg(Algorithm::TotalBase));
         assert_eq!(r.discrepancies.len(), 1, "{r:?}");
         let d = &r.discrepancies[0];
-        assert_eq!((d.line_id.as_str(), d.expected, d.actual, d.rule), ("b", dec!(0.90), dec!(0.91), RoundingRule::TotalBaseCarriedRemainder));
+        assert_eq!(
+            (d.line_id.as_str(), d.expected, d.actual, d.rule),
+            (
+                "b",
+                dec!(0.90),
+                dec!(0.91),
+                RoundingRule::TotalBaseCarriedRemainder
+            )
+        );
         assert_eq!(r.totals.difference, dec!(0.01));
     }
 
@@ -467,7 +629,16 @@ mod tests {
         let good = line("ok", dec!(1), dec!(10), dec!(20), dec!(2.50));
         let r = validate(&[bad, good], &cfg(Algorithm::RowBase));
         let fields: Vec<&str> = r.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["line_id", "quantity", "unit_price", "discount_amount", "rate"]);
+        assert_eq!(
+            fields,
+            [
+                "line_id",
+                "quantity",
+                "unit_price",
+                "discount_amount",
+                "rate"
+            ]
+        );
         assert_eq!(r.discrepancies.len(), 1);
         assert_eq!(r.discrepancies[0].expected, dec!(2.00));
         assert_eq!(r.discrepancies[0].rule, RoundingRule::Unexplained);
@@ -495,7 +666,11 @@ mod tests {
                 rates: vec![0],
             }],
         };
-        let address = TaxAddress { country: Some("GB".into()), region_id: 0, postcode: None };
+        let address = TaxAddress {
+            country: Some("GB".into()),
+            region_id: 0,
+            postcode: None,
+        };
         let cfg = ValidationConfig {
             settings: TaxSettings {
                 algorithm: Algorithm::RowBase,
@@ -503,12 +678,26 @@ mod tests {
                 store_customer_class: Some(TaxClass::parse("retail").unwrap()),
                 ..TaxSettings::default()
             },
-            rates: RateSource::Store { table, customer_address: address, customer_class: Some(TaxClass::parse("retail").unwrap()) },
+            rates: RateSource::Store {
+                table,
+                customer_address: address,
+                customer_class: Some(TaxClass::parse("retail").unwrap()),
+            },
         };
         let mut l = line("a", dec!(1), dec!(10), dec!(5), dec!(0.50));
         l.tax_class = Some(TaxClass::parse("standard").unwrap());
         let r = validate(&[l], &cfg);
-        let rules: Vec<(&str, RoundingRule)> = r.discrepancies.iter().map(|d| (d.field.as_str(), d.rule)).collect();
-        assert_eq!(rules, [("rate", RoundingRule::RateDiffers), ("tax_amount", RoundingRule::Derived)]);
+        let rules: Vec<(&str, RoundingRule)> = r
+            .discrepancies
+            .iter()
+            .map(|d| (d.field.as_str(), d.rule))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("rate", RoundingRule::RateDiffers),
+                ("tax_amount", RoundingRule::Derived)
+            ]
+        );
     }
 }
