@@ -96,6 +96,9 @@ pub struct PreparedGroup {
     pub key: u32,
     /// `percent / 100`, computed once (exact in decimal).
     pub fraction: Decimal,
+    /// `percent / item total percent`: this group's share of a tax-inclusive row's tax
+    /// (set by [`ItemRates::new`]).
+    pub share: Decimal,
 }
 
 impl PreparedGroup {
@@ -105,6 +108,7 @@ impl PreparedGroup {
             group,
             key,
             fraction,
+            share: Decimal::ZERO,
         }
     }
 }
@@ -130,8 +134,15 @@ impl ItemRates {
         percent: Decimal,
         percent_key: u32,
         store_percent: Decimal,
-        groups: Vec<PreparedGroup>,
+        mut groups: Vec<PreparedGroup>,
     ) -> Self {
+        for g in &mut groups {
+            g.share = if percent.is_zero() {
+                Decimal::ZERO
+            } else {
+                g.group.percent / percent
+            };
+        }
         Self {
             percent,
             percent_key,
@@ -547,11 +558,8 @@ impl Calculator {
             if g.group.percent.is_zero() {
                 continue;
             }
-            let share = if rates.percent.is_zero() {
-                Decimal::ZERO
-            } else {
-                row_tax / rates.percent * g.group.percent
-            };
+            // Magento: $rowTax / $totalTaxRate * $percent; the ratio is computed once per rate.
+            let share = row_tax * g.share;
             let key = ChainKey {
                 kind: DeltaType::AppliedTaxAmount,
                 item: None,
