@@ -11,8 +11,8 @@ use tillbridge_core::tax::TaxRelease;
 use tillbridge_core::tax::conformance::RunOptions;
 
 use crate::conformance::{self, ConformanceError};
-use crate::demo;
 use crate::shared::{self, SharedDirError};
+use crate::{bench, demo};
 
 /// Exit code of a run that could not happen (the same code clap uses for bad arguments).
 pub const EXIT_USAGE: u8 = 2;
@@ -37,6 +37,28 @@ pub enum Command {
     },
     /// Show what Tillbridge does today: tax conformance over the shipped vector folders.
     Demo,
+    /// Measure throughput and write a Markdown report.
+    Bench {
+        #[command(subcommand)]
+        what: BenchSuite,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchSuite {
+    /// Tax lines per second per algorithm (engine, full service, naive baseline), and the
+    /// conformance run over a vector folder.
+    Tax {
+        /// Seconds spent on each figure.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Where to write the Markdown report (printed to stdout when absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Vector folder for the conformance timing (default: shared/vectors/tax-diff).
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +118,39 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
         Command::Demo => {
             let shared = shared::locate()?;
             demo::run(&shared, out)
+        }
+        Command::Bench {
+            what:
+                BenchSuite::Tax {
+                    seconds,
+                    out: path,
+                    vectors,
+                },
+        } => {
+            let vectors = match vectors {
+                Some(v) => Some(v.clone()),
+                None => shared::locate()
+                    .ok()
+                    .map(|s| s.path.join("vectors").join("tax-diff")),
+            };
+            let report = bench::run(*seconds, vectors.as_deref(), |step| {
+                let _ = writeln!(err, "measuring {step} ...");
+            });
+            let command = format!("tillbridge bench tax --seconds {seconds}");
+            let machine = format!(
+                "{} ({} logical CPUs)",
+                std::env::consts::ARCH,
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+            let md = report.markdown(&command, &machine);
+            match path {
+                Some(p) => {
+                    std::fs::write(p, &md)?;
+                    writeln!(out, "wrote {}", p.display())?;
+                }
+                None => write!(out, "{md}")?,
+            }
+            Ok(Status::Passed)
         }
     }
 }

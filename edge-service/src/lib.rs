@@ -8,11 +8,14 @@
 //!   and reports one line per vector (`tillbridge conformance tax DIR`).
 //! - [`demo`]: the conformance run over the shipped vector folders, as a short human report
 //!   (`tillbridge demo`).
+//! - [`bench`]: tax throughput with a same-process baseline, as a Markdown report
+//!   (`tillbridge bench tax`).
 //! - [`shared`]: finds the `shared/` reference folder (`TILLBRIDGE_SHARED_DIR`, `../shared`, ...).
 //! - [`cli`]: the argument definitions and the dispatch; `main.rs` only parses and calls [`cli::run`].
 //!
 //! Later issues add the POS poller and the Commerce committer here.
 
+pub mod bench;
 pub mod cli;
 pub mod conformance;
 pub mod demo;

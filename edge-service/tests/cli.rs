@@ -273,3 +273,41 @@ fn demo_with_shared_dir_pointing_nowhere_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TILLBRIDGE_SHARED_DIR"), "{stderr}");
 }
+
+#[test]
+fn bench_tax_writes_a_report_with_every_algorithm_and_the_baseline() {
+    let tmp = TempDir::new("bench");
+    let report = tmp.path().join("benchmarks.md");
+    let run = tillbridge(&[
+        "bench",
+        "tax",
+        "--seconds",
+        "0.02",
+        "--out",
+        report.to_str().expect("utf-8 path"),
+        "--vectors",
+        vectors("tax").to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let md = std::fs::read_to_string(&report).expect("report written");
+    for algorithm in [
+        "UNIT_BASE_CALCULATION",
+        "ROW_BASE_CALCULATION",
+        "TOTAL_BASE_CALCULATION",
+    ] {
+        assert_eq!(
+            md.matches(&format!("| {algorithm} |")).count(),
+            2,
+            "{algorithm} row per price mode:\n{md}"
+        );
+    }
+    assert_eq!(md.matches("| baseline").count(), 2);
+    assert!(
+        md.contains("tillbridge bench tax --seconds 0.02"),
+        "the report names its command"
+    );
+    assert!(
+        md.contains("45 passed, 0 failed"),
+        "conformance figures:\n{md}"
+    );
+}

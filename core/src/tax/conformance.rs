@@ -550,7 +550,12 @@ pub fn tax_details_json(details: &TaxDetails) -> Value {
     })
 }
 
-fn run_service(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>, TaxError> {
+/// The engine and request of a `tax_calculation_service_integration_test` vector, ready to
+/// run (used by the runner below and by `tillbridge bench tax`).
+pub fn service_case(
+    vector: &Value,
+    opts: RunOptions,
+) -> Result<(TaxEngine, QuoteDetails), TaxError> {
     let env = field(vector, "environment")?;
     let table = rate_table(field(env, "tax_rates")?, field(env, "tax_rules")?)?;
     let settings = service_settings(vector, opts)?;
@@ -563,7 +568,11 @@ fn run_service(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>, TaxErr
             "environment.customer_tax_class",
         )?,
     };
-    let mut engine = TaxEngine::new(table, settings);
+    Ok((TaxEngine::new(table, settings), details))
+}
+
+fn run_service(vector: &Value, opts: RunOptions) -> Result<Vec<Mismatch>, TaxError> {
+    let (mut engine, details) = service_case(vector, opts)?;
     let result = engine.calculate_tax(&details, true)?;
     let actual = tax_details_json(&result);
     let expected = match (

@@ -162,11 +162,15 @@ impl TaxDetails {
 /// interned rounding-chain keys. `calculate_tax` is `TaxCalculation::calculateTax`.
 #[derive(Debug, Clone)]
 pub struct TaxEngine {
-    pub table: TaxRateTable,
-    pub settings: TaxSettings,
+    table: TaxRateTable,
+    settings: TaxSettings,
     keys: FxHashMap<String, u32>,
     resolved: FxHashMap<(RateRequest, RateRequest), usize>,
     prepared: Vec<ItemRates>,
+    /// The customer context of the last call and its product class → rates index map, so a
+    /// quote's items resolve without rebuilding rate requests.
+    context: Option<(TaxAddress, Option<TaxClass>)>,
+    by_class: FxHashMap<Option<TaxClass>, usize>,
 }
 
 impl TaxEngine {
@@ -177,7 +181,19 @@ impl TaxEngine {
             keys: FxHashMap::default(),
             resolved: FxHashMap::default(),
             prepared: Vec::new(),
+            context: None,
+            by_class: FxHashMap::default(),
         }
+    }
+
+    /// The rate table (fixed for the engine's life: resolved rates are cached).
+    pub fn table(&self) -> &TaxRateTable {
+        &self.table
+    }
+
+    /// The store settings (fixed for the engine's life).
+    pub fn settings(&self) -> &TaxSettings {
+        &self.settings
     }
 
     fn intern(&mut self, key: &str) -> u32 {
@@ -268,6 +284,14 @@ impl TaxEngine {
         }
         let address = self.customer_address(details);
         let customer = details.customer_tax_class.clone();
+        let same_context = self
+            .context
+            .as_ref()
+            .is_some_and(|(a, c)| *a == address && *c == customer);
+        if !same_context {
+            self.context = Some((address.clone(), customer.clone()));
+            self.by_class.clear();
+        }
         // computeRelationships
         let mut top: Vec<usize> = Vec::new();
         let mut children: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
@@ -363,7 +387,14 @@ impl TaxEngine {
         round: bool,
         out: &mut LineResult,
     ) -> ItemTaxDetails {
-        let rates_idx = self.item_rates(address, customer, item.tax_class.as_ref());
+        let rates_idx = match self.by_class.get(&item.tax_class) {
+            Some(&idx) => idx,
+            None => {
+                let idx = self.item_rates(address, customer, item.tax_class.as_ref());
+                self.by_class.insert(item.tax_class.clone(), idx);
+                idx
+            }
+        };
         let chain_code = item.associated_item_code.as_deref().unwrap_or(&item.code);
         let next = codes.len() as u32;
         let item_key = *codes.entry(chain_code).or_insert(next);
