@@ -148,7 +148,7 @@ step_test() {
 
 step_wasm() {
   # The core is sans-I/O; building it for wasm32 is how CI keeps it that way.
-  cargo build -p tillbridge-core --target wasm32-unknown-unknown
+  cargo build -p tillbridge-core -p tillbridge-wasm --target wasm32-unknown-unknown
 }
 
 step_magento() {
@@ -160,7 +160,7 @@ describe() {
     fmt) echo "cargo fmt --all -- --check" ;;
     clippy) echo "cargo clippy --workspace --all-targets -- -D warnings" ;;
     test) echo "cargo nextest run --workspace + cargo test --doc (or cargo test --workspace)" ;;
-    wasm) echo "cargo build -p tillbridge-core --target wasm32-unknown-unknown" ;;
+    wasm) echo "cargo build -p tillbridge-core -p tillbridge-wasm --target wasm32-unknown-unknown" ;;
     magento) echo "scripts/magento-check.sh (php -l, phpcs PSR-12, XSD validation, PHPUnit)" ;;
     *) echo "$1" ;;
   esac

@@ -1,1 +1,65 @@
-//! (in progress)
+//! # tillbridge-wasm
+//!
+//! The Tillbridge core for the Magento admin, compiled to WebAssembly. The admin's AMD module
+//! (in `magento-module/`) loads it to validate tax lines and, in later issues, to preview
+//! reservations and predict whether an order will close, with the very same code the edge
+//! service runs. No business rule is written twice.
+//!
+//! The boundary is JSON text in, JSON text out: money stays decimal strings on both sides
+//! (never JavaScript floats), and every error is `{"errors": [{"field", "message"}]}`.
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// The crate version, so the admin can show which engine answered.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// Magento's `calculateTax` for a quote: `{settings, table, quote, round?}` → `TaxDetails`.
+#[wasm_bindgen]
+pub fn calculate_tax(request_json: &str) -> String {
+    tillbridge_core::tax::api::calculate_json(request_json)
+}
+
+/// Compare POS tax lines with Magento: `{settings, rates, lines}` → `ValidationReport` with
+/// every discrepancy, its field, both values and the rounding rule that explains it.
+#[wasm_bindgen]
+pub fn validate_tax_lines(request_json: &str) -> String {
+    tillbridge_core::tax::api::validate_json(request_json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn validate_tax_lines_reports_the_total_base_carry() {
+        let req = json!({
+            "settings": {"algorithm": "TOTAL_BASE_CALCULATION"},
+            "rates": {"source": "pos"},
+            "lines": [
+                {"line_id": "1", "quantity": "1", "unit_price": "10.00", "rate": "8.25", "tax_amount": "0.83"},
+                {"line_id": "2", "quantity": "1", "unit_price": "11.00", "rate": "8.25", "tax_amount": "0.91"}
+            ]
+        });
+        let out: Value = serde_json::from_str(&validate_tax_lines(&req.to_string())).expect("json");
+        let d = &out["discrepancies"];
+        assert_eq!(d.as_array().map(Vec::len), Some(1), "{out}");
+        assert_eq!(d[0]["line_id"], json!("2"));
+        assert_eq!(d[0]["rule"], json!("total_base_carried_remainder"));
+        assert_eq!(out["totals"]["difference"], json!("0.01"));
+    }
+
+    #[test]
+    fn calculate_tax_answers_errors_as_json() {
+        let out: Value = serde_json::from_str(&calculate_tax("not json")).expect("json");
+        assert!(out["errors"].as_array().is_some_and(|e| !e.is_empty()));
+    }
+
+    #[test]
+    fn version_is_the_crate_version() {
+        assert_eq!(version(), env!("CARGO_PKG_VERSION"));
+    }
+}

@@ -1,6 +1,7 @@
 //! Magento 2.4 tax, to the cent.
 //!
 //! The modules follow Magento's own split, so a reader can hold them against the PHP:
+//! - [`api`]: JSON requests and answers for the admin (WASM) and the edge service;
 //! - [`php`]: the one place where PHP's double rounding and float-to-string are reproduced;
 //! - [`rounding`]: the tax calculators' delta rounding and the documents' `Math\Calculator`;
 //! - [`rates`]: rate resolution (`ResourceModel\Calculation`);
@@ -11,6 +12,7 @@
 //! - [`validator`]: POS tax lines against what Magento would compute;
 //! - [`conformance`]: runs Magento's own test vectors (all kinds) against the above.
 
+pub mod api;
 pub mod calculator;
 pub mod conformance;
 pub mod documents;
