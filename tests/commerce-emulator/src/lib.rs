@@ -1,0 +1,1 @@
+//! Adobe Commerce emulator (in progress: issue "Magento MSI ... emulator").

@@ -1,0 +1,1 @@
+//! Square POS emulator (in progress: issue "POS side").
