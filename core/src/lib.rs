@@ -19,5 +19,7 @@
 //! `wasm32-unknown-unknown`; CI checks that.
 
 pub mod inventory;
+pub mod mapping;
+pub mod pos;
 pub mod sales;
 pub mod tax;

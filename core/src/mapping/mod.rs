@@ -1,0 +1,1 @@
+//! POS ↔ Commerce mapping (in progress: issue "POS side").

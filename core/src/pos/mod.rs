@@ -1,0 +1,1 @@
+//! POS domain types (in progress: issue "POS side").
