@@ -1,0 +1,403 @@
+//! Invoices: `InvoiceService::prepareInvoice()`, the invoice totals collectors (Subtotal 50,
+//! Discount 100, Shipping 150, Tax 200, Cost 250, Grand 350), `Invoice::register()` with
+//! `pay()` (offline payment: every invoice is paid), and the order save.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::model::{InvoiceRecord, Order, OrderItem, Pair};
+use super::num::{php_qty_eq, stored_truthy};
+use super::php_double::{Calculator, D2, Dbl};
+use super::state::{self, persist};
+use super::{Document, Rejection, RejectionStage};
+use crate::tax::documents::Amount2;
+use crate::tax::rounding::DocRoundType;
+
+/// What the admin posts: a quantity per order item id. An empty map invoices everything that is
+/// left (`prepareInvoice($order, [])`); a non-empty map invoices 0 of every line it omits.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvoiceRequest {
+    pub qtys: BTreeMap<u32, Decimal>,
+}
+
+impl InvoiceRequest {
+    pub fn new(qtys: impl IntoIterator<Item = (u32, Decimal)>) -> Self {
+        Self {
+            qtys: qtys.into_iter().collect(),
+        }
+    }
+
+    /// Invoice everything that is left.
+    pub fn all() -> Self {
+        Self::default()
+    }
+}
+
+/// One invoice line as the collectors left it. `None` is a field no collector set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceItem {
+    pub order_item_id: u32,
+    pub qty: Decimal,
+    pub price: Amount2,
+    pub price_incl_tax: Pair,
+    pub base_cost: Option<Decimal>,
+    pub row_total: Amount2,
+    pub row_total_incl_tax: Pair,
+    pub tax_amount: Pair,
+    pub discount_tax_compensation_amount: Pair,
+    pub discount_amount: Pair,
+    /// `Invoice\Item::isLast()` when the totals were collected.
+    pub is_last: bool,
+}
+
+/// An invoice right after `collectTotals()`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// `Invoice::isLast()` when the totals were collected.
+    pub is_last: bool,
+    pub total_qty: Decimal,
+    pub subtotal: Amount2,
+    pub subtotal_incl_tax: Amount2,
+    pub discount_amount: Amount2,
+    pub shipping_amount: Pair,
+    pub shipping_incl_tax: Pair,
+    pub tax_amount: Amount2,
+    /// Item DTC only (the grand total also holds the shipping DTC).
+    pub discount_tax_compensation_amount: Amount2,
+    pub shipping_tax_amount: Pair,
+    pub shipping_discount_tax_compensation_amount: Pair,
+    pub base_cost: Decimal,
+    pub grand_total: Amount2,
+    pub items: Vec<InvoiceItem>,
+}
+
+/// `prepareInvoice()` + `collectTotals()`, on the order as loaded. Errors are Magento's
+/// exceptions during preparation.
+pub fn prepare_invoice(order: &Order, request: &InvoiceRequest) -> Result<Invoice, Rejection> {
+    // Lines: every item with something left to invoice.
+    let mut lines: Vec<(usize, Decimal)> = Vec::new();
+    let mut total_qty = Decimal::ZERO;
+    for (idx, oi) in order.items.iter().enumerate() {
+        let to_invoice = oi.qty_to_invoice();
+        if to_invoice <= Decimal::ZERO {
+            continue;
+        }
+        let raw = match request.qtys.get(&oi.item_id) {
+            Some(q) => *q,
+            None if request.qtys.is_empty() => to_invoice,
+            None => Decimal::ZERO,
+        };
+        let qty = oi.process_qty(raw);
+        if qty > to_invoice {
+            return Err(Rejection::new(
+                RejectionStage::InvalidQty,
+                format!(
+                    "We found an invalid quantity to invoice item \"{}\".",
+                    oi.name
+                ),
+            ));
+        }
+        lines.push((idx, qty));
+        total_qty += raw;
+    }
+    Ok(collect(order, &lines, total_qty))
+}
+
+fn collect(order: &Order, lines: &[(usize, Decimal)], total_qty: Decimal) -> Invoice {
+    let mut calc = Calculator::new();
+    let previous = &order.invoices;
+    let lines: Vec<(&OrderItem, Decimal, bool)> = lines
+        .iter()
+        .map(|&(idx, qty)| {
+            let oi = &order.items[idx];
+            (oi, qty, php_qty_eq(qty, oi.qty_to_invoice()))
+        })
+        .collect();
+    let is_last = lines.iter().all(|l| l.2);
+
+    // Subtotal: Invoice\Item::calcRowTotal(), then the remainder / min() clamp.
+    let mut rows = Vec::with_capacity(lines.len());
+    let mut rows_incl = Vec::with_capacity(lines.len());
+    let mut subtotal = D2::ZERO;
+    let mut subtotal_incl = D2::ZERO;
+    for &(oi, qty, last) in &lines {
+        let q = Dbl::of(qty);
+        let ordered = Dbl::of(oi.qty_ordered);
+        let mut row = D2::of(oi.row_total) - D2::of(oi.row_invoiced);
+        if !last {
+            let available = ordered - Dbl::of(oi.qty_invoiced);
+            row = calc.pair(row.map(|x| x / available * q), false);
+        }
+        let incl = oi
+            .row_total_incl_tax
+            .map(|incl| calc.including(D2::of(incl).map(|x| x / ordered * q)));
+        subtotal += row;
+        subtotal_incl += incl.unwrap_or(D2::ZERO);
+        rows.push(row);
+        rows_incl.push(incl);
+    }
+    let allowed = D2::opt(order.subtotal) - D2::opt(order.subtotal_invoiced);
+    let subtotal = if is_last {
+        allowed
+    } else {
+        allowed.min(subtotal)
+    };
+    let mut grand = subtotal;
+
+    // Discount: the order's shipping discount goes on the first invoice only (any earlier
+    // invoice has a stored, truthy discount_amount, even "0.0000").
+    let mut discount = D2::ZERO;
+    if !previous.iter().any(|p| stored_truthy(&p.discount_amount)) {
+        discount += D2::opt(order.shipping_discount_amount);
+    }
+    let mut discounts = Vec::with_capacity(lines.len());
+    for &(oi, qty, last) in &lines {
+        let item_discount = D2::opt(oi.discount_amount);
+        let ordered = Dbl::of(oi.qty_ordered);
+        // `(double)$orderItem->getDiscountAmount()`: only the order-currency amount is tested.
+        if !item_discount.v.truthy() || !ordered.truthy() {
+            discounts.push(None);
+            continue;
+        }
+        let mut d = item_discount - D2::opt(oi.discount_invoiced);
+        if !last {
+            let active = ordered - Dbl::of(oi.qty_invoiced);
+            let q = Dbl::of(qty);
+            d = calc.pair(d.map(|x| x / active * q), true);
+        }
+        discount += d;
+        discounts.push(Some(d));
+    }
+    let near_zero = Dbl::epsilon();
+    let after = |g: Dbl, d: Dbl| {
+        if (g - d).abs() < near_zero {
+            Dbl::ZERO
+        } else {
+            g - d
+        }
+    };
+    grand = D2::new(after(grand.v, discount.v), after(grand.b, discount.b));
+
+    // Shipping: the whole order shipping on the first invoice (a stored "0.0000" counts).
+    let mut shipping = None;
+    if stored_truthy(&order.shipping_amount)
+        && !previous
+            .iter()
+            .any(|p| p.shipping_amount.is_some() && !p.is_canceled)
+    {
+        let s = D2::opt(order.shipping_amount);
+        shipping = Some(s);
+        grand += s;
+    }
+
+    // Tax.
+    let shipping_already_invoiced = previous
+        .iter()
+        .any(|p| stored_truthy(&p.shipping_amount) && !p.is_canceled);
+    let tax = tax_step(order, &lines, is_last, shipping_already_invoiced, &mut calc);
+    grand = grand + tax.tax + tax.grand_dtc;
+
+    // Cost.
+    let mut base_cost = Dbl::ZERO;
+    for &(oi, qty, _) in &lines {
+        base_cost += Dbl::opt(oi.base_cost) * Dbl::of(qty);
+    }
+
+    let items = lines
+        .iter()
+        .enumerate()
+        .map(|(i, &(oi, qty, last))| InvoiceItem {
+            order_item_id: oi.item_id,
+            qty,
+            price: oi.price,
+            price_incl_tax: oi.price_incl_tax,
+            base_cost: oi.base_cost,
+            row_total: rows[i].dec(),
+            row_total_incl_tax: rows_incl[i].map(D2::dec),
+            tax_amount: tax.lines[i].map(|t| t.0.dec()),
+            discount_tax_compensation_amount: tax.lines[i].map(|t| t.1.dec()),
+            discount_amount: discounts[i].map(D2::dec),
+            is_last: last,
+        })
+        .collect();
+    Invoice {
+        is_last,
+        total_qty,
+        subtotal: subtotal.dec(),
+        subtotal_incl_tax: subtotal_incl.dec(),
+        discount_amount: (-discount).dec(),
+        shipping_amount: shipping.map(D2::dec),
+        shipping_incl_tax: shipping
+            .and(order.shipping_incl_tax)
+            .map(|a| D2::of(a).dec()),
+        tax_amount: tax.tax.dec(),
+        discount_tax_compensation_amount: tax.item_dtc.dec(),
+        shipping_tax_amount: tax.shipping_tax.map(D2::dec),
+        shipping_discount_tax_compensation_amount: tax.shipping_dtc.map(D2::dec),
+        base_cost: base_cost.dec(),
+        grand_total: grand.dec(),
+        items,
+    }
+}
+
+/// What `Invoice\Total\Tax` produced.
+struct TaxStep {
+    /// (tax, DTC) per line; `None` where the collector skipped the line.
+    lines: Vec<Option<(D2, D2)>>,
+    tax: D2,
+    /// The invoice's DTC field: items only.
+    item_dtc: D2,
+    /// What the grand total gets: the clamped DTC including the shipping DTC.
+    grand_dtc: D2,
+    shipping_tax: Option<D2>,
+    shipping_dtc: Option<D2>,
+}
+
+/// `Invoice\Total\Tax::collect()` on the double path; the same algorithm as
+/// [`crate::tax::documents::invoice_tax`] (which the unit tests hold it against), with PHP's
+/// truthiness of the stored strings and its double arithmetic.
+fn tax_step(
+    order: &Order,
+    lines: &[(&OrderItem, Decimal, bool)],
+    invoice_is_last: bool,
+    shipping_already_invoiced: bool,
+    calc: &mut Calculator,
+) -> TaxStep {
+    let mut total_tax = D2::ZERO;
+    let mut total_dtc = D2::ZERO;
+    let mut out = Vec::with_capacity(lines.len());
+    for &(oi, qty, last) in lines {
+        // `($orderItem->getTaxAmount() || getDiscountTaxCompensationAmount()) && $orderItemQty`:
+        // stored strings, so "0.0000" counts.
+        let has_tax =
+            stored_truthy(&oi.tax_amount) || stored_truthy(&oi.discount_tax_compensation_amount);
+        if !has_tax || oi.qty_ordered.is_zero() || qty <= Decimal::ZERO {
+            out.push(None);
+            continue;
+        }
+        let mut tax = D2::opt(oi.tax_amount) - D2::opt(oi.tax_invoiced);
+        let mut dtc = D2::opt(oi.discount_tax_compensation_amount)
+            - D2::opt(oi.discount_tax_compensation_invoiced);
+        if !last {
+            let available = Dbl::of(oi.qty_ordered) - Dbl::of(oi.qty_invoiced);
+            let q = Dbl::of(qty);
+            tax.v = calc.round_price(tax.v / available * q, DocRoundType::Regular, false);
+            tax.b = calc.round_price(tax.b / available * q, DocRoundType::Base, false);
+            dtc.v = calc.round_price(dtc.v / available * q, DocRoundType::Regular, false);
+            dtc.b = calc.round_price(dtc.b / available * q, DocRoundType::Base, false);
+        }
+        total_tax += tax;
+        total_dtc += dtc;
+        out.push(Some((tax, dtc)));
+    }
+    let item_dtc = total_dtc;
+    let mut allowed_dtc = D2::opt(order.discount_tax_compensation_amount)
+        - D2::opt(order.discount_tax_compensation_invoiced);
+    let (mut shipping_tax, mut shipping_dtc) = (None, None);
+    if !shipping_already_invoiced {
+        let st = D2::opt(order.shipping_tax_amount);
+        let sd = D2::opt(order.shipping_discount_tax_compensation_amount);
+        total_tax += st;
+        total_dtc += sd;
+        // `shipping_discount_tax_compensation_invoiced` is not a column: NULL after a reload.
+        allowed_dtc += sd;
+        shipping_tax = Some(st);
+        shipping_dtc = Some(sd);
+    }
+    let allowed_tax = D2::opt(order.tax_amount) - D2::opt(order.tax_invoiced);
+    let (tax, dtc) = if invoice_is_last {
+        (allowed_tax, allowed_dtc)
+    } else {
+        (allowed_tax.min(total_tax), allowed_dtc.min(total_dtc))
+    };
+    TaxStep {
+        lines: out,
+        tax,
+        item_dtc,
+        grand_dtc: dtc,
+        shipping_tax,
+        shipping_dtc,
+    }
+}
+
+/// `Adminhtml\Order\Invoice\Save` with an offline payment: refuse if the order cannot be
+/// invoiced, prepare and collect, refuse an empty invoice, register (items, `pay()`, order
+/// totals), mark the order in process, run `Handler\State::check()` and persist (4 dp).
+pub fn create_invoice(
+    order: &Order,
+    request: &InvoiceRequest,
+) -> Result<(Invoice, Order), Rejection> {
+    if !state::can_invoice(order) {
+        return Err(Rejection::new(
+            RejectionStage::CanInvoice,
+            "The order does not allow an invoice to be created.",
+        ));
+    }
+    let invoice = prepare_invoice(order, request)?;
+    if invoice.total_qty.is_zero() {
+        return Err(Rejection::new(
+            RejectionStage::TotalQty,
+            "The invoice can't be created without products. Add products and try again.",
+        )
+        .with_document(Document::Invoice(invoice)));
+    }
+    let mut o = order.clone();
+    register(&mut o, &invoice);
+    state::check(&mut o, true);
+    persist(&mut o);
+    Ok((invoice, o))
+}
+
+/// `$x + $y` on a nullable column, as PHP computes it (the result is always set).
+fn add(p: Pair, a: D2) -> Pair {
+    Some((D2::opt(p) + a).dec())
+}
+
+/// `Invoice::register()`: items with qty > 0 register into their order items, `pay()` adds the
+/// grand total to `total_paid`, and the order's `*_invoiced` totals grow.
+fn register(o: &mut Order, inv: &Invoice) {
+    for item in &inv.items {
+        if item.qty <= Decimal::ZERO {
+            continue;
+        }
+        let Some(oi) = o.items.iter_mut().find(|x| x.item_id == item.order_item_id) else {
+            continue;
+        };
+        oi.qty_invoiced = (Dbl::of(oi.qty_invoiced) + Dbl::of(item.qty)).dec();
+        oi.tax_invoiced = add(oi.tax_invoiced, D2::opt(item.tax_amount));
+        oi.discount_tax_compensation_invoiced = add(
+            oi.discount_tax_compensation_invoiced,
+            D2::opt(item.discount_tax_compensation_amount),
+        );
+        oi.discount_invoiced = add(oi.discount_invoiced, D2::opt(item.discount_amount));
+        oi.row_invoiced = (D2::of(oi.row_invoiced) + D2::of(item.row_total)).dec();
+    }
+    // pay(): the first invoice sets total_paid, later ones add to it.
+    let grand = D2::of(inv.grand_total);
+    let paid = if o.invoices.is_empty() {
+        grand
+    } else {
+        grand + D2::opt(o.total_paid)
+    };
+    o.total_paid = Some(paid.dec());
+    o.total_invoiced = add(o.total_invoiced, grand);
+    o.subtotal_invoiced = add(o.subtotal_invoiced, D2::of(inv.subtotal));
+    o.tax_invoiced = add(o.tax_invoiced, D2::of(inv.tax_amount));
+    o.discount_tax_compensation_invoiced = add(
+        o.discount_tax_compensation_invoiced,
+        D2::of(inv.discount_tax_compensation_amount),
+    );
+    o.shipping_invoiced = add(o.shipping_invoiced, D2::opt(inv.shipping_amount));
+    o.discount_invoiced = add(o.discount_invoiced, D2::of(inv.discount_amount));
+    o.base_total_invoiced_cost =
+        Some((Dbl::opt(o.base_total_invoiced_cost) + Dbl::of(inv.base_cost)).dec());
+    o.invoices.push(InvoiceRecord {
+        shipping_amount: inv.shipping_amount.map(|s| s.value),
+        discount_amount: Some(inv.discount_amount.value),
+        grand_total: inv.grand_total,
+        is_canceled: false,
+    });
+}
