@@ -19,4 +19,5 @@ pub mod bench;
 pub mod cli;
 pub mod conformance;
 pub mod demo;
+pub mod pos;
 pub mod shared;

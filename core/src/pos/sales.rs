@@ -241,17 +241,17 @@ impl PosTransaction {
                 .lines
                 .iter()
                 .try_fold(0i64, |s, l| s.checked_add(l.total.minor));
-            if let (Some(tenders), Some(lines)) = (tender_sum, lines) {
-                if tenders != lines {
-                    push(
-                        "tenders".into(),
-                        format!(
-                            "add up to {} but the lines total {}",
-                            Money::new(tenders, cur),
-                            Money::new(lines, cur)
-                        ),
-                    );
-                }
+            if let (Some(tenders), Some(lines)) = (tender_sum, lines)
+                && tenders != lines
+            {
+                push(
+                    "tenders".into(),
+                    format!(
+                        "add up to {} but the lines total {}",
+                        Money::new(tenders, cur),
+                        Money::new(lines, cur)
+                    ),
+                );
             }
         }
         out
