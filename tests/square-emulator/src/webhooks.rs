@@ -120,10 +120,15 @@ impl State {
     pub fn emit(&mut self, kind: &str, data_type: &str, data_id: String, object: Value) {
         let event_id = self.ids.uuid();
         let created_at = format_ms(self.now());
+        // `catalog.version.updated` has no data id in Square's schema: pass an empty one.
+        let data = if data_id.is_empty() {
+            json!({"type": data_type, "object": object})
+        } else {
+            json!({"type": data_type, "id": data_id, "object": object})
+        };
         let body = json!({
             "merchant_id": self.merchant_id, "type": kind, "event_id": event_id,
-            "created_at": created_at,
-            "data": {"type": data_type, "id": data_id, "object": object},
+            "created_at": created_at, "data": data,
         })
         .to_string();
         let sub = self.webhooks.subscription.clone();
