@@ -117,12 +117,30 @@ ensure_rust() {
   done
 }
 
+# Square's Python SDK (PyPI squareup, pinned in tests/square-emulator/sdk_check/requirements.txt)
+# in a venv outside the clone; the emulator's SDK test drives the emulator with it.
+SQUAREUP_VENV=/var/tmp/tillbridge-squareup-venv
+ensure_python_squareup() {
+  local req="$repo/tests/square-emulator/sdk_check/requirements.txt"
+  local want
+  want=$(grep -v '^#' "$req" | grep -m1 'squareup==' | sed 's/.*==//')
+  if [ -x "$SQUAREUP_VENV/bin/python" ] \
+    && [ "$("$SQUAREUP_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("squareup"))' 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "setup: python3 venv $SQUAREUP_VENV with squareup==$want"
+  python3 -m venv "$SQUAREUP_VENV"
+  "$SQUAREUP_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+}
+export TILLBRIDGE_SQUAREUP_PYTHON="$SQUAREUP_VENV/bin/python"
+
 setup() {
   if [ -n "${TILLBRIDGE_SKIP_SETUP:-}" ]; then
     return 0
   fi
   ensure_apt_packages
   ensure_rust
+  ensure_python_squareup
 }
 
 # ---------------------------------------------------------------------------------------------
