@@ -15,7 +15,7 @@ use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use tillbridge_core::sales::closability::PlannedDocument;
+use tillbridge_core::sales::closability::{PlannedDocument, predict};
 use tillbridge_core::sales::model::Pair;
 use tillbridge_core::sales::num::persist4;
 use tillbridge_core::sales::{
@@ -410,7 +410,6 @@ fn creditmemo_request(req: &Value) -> Result<CreditmemoRequest, String> {
 }
 
 /// What one vector produced.
-#[allow(dead_code)] // used by the closability check (next commit)
 struct Replay {
     failures: Vec<Failure>,
     documents: usize,
@@ -714,4 +713,76 @@ fn every_sales_diff_vector_replays_document_by_document() {
         "documents listed in EXPECTED_FAILURES now pass; remove them:\n{}",
         now_passing.join("\n")
     );
+}
+
+/// The closability prediction, run from the vector's placed order with the vector's documents
+/// as the plan, agrees with Magento's final state; its leftover causes add up to the leftover;
+/// and for every order that stays open the proposal (when there is one) is verified to close.
+#[test]
+fn closability_prediction_agrees_with_every_vector() {
+    let dir = vectors_dir("sales-diff");
+    let mut problems = Vec::new();
+    let (mut open, mut proposed, mut unresolved) = (0usize, 0usize, Vec::new());
+    for path in json_files(&dir) {
+        let v = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        let r = replay(&v).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let report = match predict(&r.start_order, &r.plan) {
+            Ok(rep) => rep,
+            Err(e) => {
+                problems.push(format!("{id}: predict failed: {e}"));
+                continue;
+            }
+        };
+        let expected_closed = v.pointer("/final/is_closed").and_then(Value::as_bool);
+        if Some(report.run.closes) != expected_closed {
+            problems.push(format!(
+                "{id}: predicted closes={} but Magento is_closed={expected_closed:?}",
+                report.run.closes
+            ));
+        }
+        if report.run.flags != flags(&r.final_order) {
+            problems.push(format!("{id}: predicted flags differ from the replay"));
+        }
+        let sum = report
+            .causes
+            .iter()
+            .fold(Amount2::ZERO, |acc, c| acc + c.amount);
+        let left = report.run.leftover();
+        let tol = Decimal::new(1, 9);
+        if (sum.value - left.value).abs() > tol || (sum.base - left.base).abs() > tol {
+            problems.push(format!(
+                "{id}: causes add up to {sum:?}, leftover is {left:?}"
+            ));
+        }
+        if !report.run.closes {
+            open += 1;
+            match (&report.proposal, &report.unresolved) {
+                (Some(p), _) => {
+                    proposed += 1;
+                    if !p.verified.closes || p.verified.rejections().next().is_some() {
+                        problems.push(format!("{id}: proposal does not close cleanly"));
+                    }
+                    // Closed means no order-currency leftover, or exactly the fees kept.
+                    let left = p.verified.leftover().value;
+                    let eps = Decimal::new(1, 4);
+                    if left.abs() >= eps && (left - p.verified.fees_kept.value).abs() >= eps {
+                        problems.push(format!("{id}: proposal closes with leftover {left}"));
+                    }
+                }
+                (None, Some(why)) => unresolved.push(format!("{id}: {why}")),
+                (None, None) => {
+                    problems.push(format!("{id}: open order without proposal or reason"))
+                }
+            }
+        }
+    }
+    println!(
+        "closability: {open} open orders, {proposed} verified proposals, {} unresolved",
+        unresolved.len()
+    );
+    for u in &unresolved {
+        println!("  unresolved {u}");
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -18,12 +18,6 @@ use crate::tax::documents::Amount2;
 /// A nullable pair of columns (`x` and `base_x`).
 pub type Pair = Option<Amount2>;
 
-/// A NULL column reads as 0 in PHP arithmetic.
-#[inline]
-pub(crate) fn z(p: Pair) -> Amount2 {
-    p.unwrap_or(Amount2::ZERO)
-}
-
 /// `tax/sales_display/shipping`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -5,8 +5,9 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Order, OrderState, Pair, z};
-use super::num::{persist4, php_round2};
+use super::model::{Order, OrderState, Pair};
+use super::num::persist4;
+use super::php_double::{D2, Dbl};
 use crate::tax::documents::Amount2;
 
 /// `canCreditmemo()`'s "nothing left" threshold.
@@ -48,14 +49,13 @@ pub fn flags(order: &Order) -> OrderFlags {
     }
 }
 
-/// `round(total_paid) − total_refunded` in both currencies.
+/// `round(total_paid) − total_refunded` in both currencies, as the PHP double Magento tests.
 pub fn refundable_leftover(order: &Order) -> Amount2 {
-    let paid = z(order.total_paid);
-    let refunded = z(order.total_refunded);
-    Amount2::new(
-        php_round2(paid.value) - refunded.value,
-        php_round2(paid.base) - refunded.base,
-    )
+    leftover_dbl(order).dec()
+}
+
+fn leftover_dbl(order: &Order) -> D2 {
+    D2::opt(order.total_paid).map(Dbl::round2) - D2::opt(order.total_refunded)
 }
 
 fn can_unhold(o: &Order) -> bool {
@@ -97,13 +97,14 @@ pub fn can_creditmemo(o: &Order, loaded: Loaded) -> bool {
     {
         return false;
     }
-    let leftover = php_round2(z(o.total_paid).value) - z(o.total_refunded).value;
-    if z(o.grand_total).value.abs() < LEFTOVER_EPSILON {
+    let leftover = leftover_dbl(o).v;
+    let eps = Dbl::epsilon();
+    if D2::opt(o.grand_total).v.abs() < eps {
         return can_creditmemo_for_zero_total(o, leftover, loaded);
     }
-    let is_refund_zero = leftover.abs() < LEFTOVER_EPSILON;
+    let is_refund_zero = leftover.abs() < eps;
     // The leftover equals the adjustment fees taken so far.
-    let has_adjustment_fee = (leftover - z(o.adjustment_negative).value).abs() < LEFTOVER_EPSILON;
+    let has_adjustment_fee = (leftover - D2::opt(o.adjustment_negative).v).abs() < eps;
     !(is_refund_zero || has_adjustment_fee)
 }
 
@@ -111,7 +112,7 @@ fn value(p: Pair) -> Option<Decimal> {
     p.map(|a| a.value)
 }
 
-fn can_creditmemo_for_zero_total(o: &Order, leftover: Decimal, loaded: Loaded) -> bool {
+fn can_creditmemo_for_zero_total(o: &Order, leftover: Dbl, loaded: Loaded) -> bool {
     let paid = value(o.total_paid);
     // `$totalPaid <= $grandTotal`: NULL <= "x" is true (NULL compares as "").
     let paid_le_grand = match (paid, value(o.grand_total)) {
@@ -128,7 +129,7 @@ fn can_creditmemo_for_zero_total(o: &Order, leftover: Decimal, loaded: Loaded) -
     };
     let paid_is_refunded = refunded_eq_paid && has_memos;
     let fee_case =
-        !paid_le_grand && (leftover - z(o.adjustment_negative).value).abs() < LEFTOVER_EPSILON;
+        !paid_le_grand && (leftover - D2::opt(o.adjustment_negative).v).abs() < Dbl::epsilon();
     !(has_due || paid_is_refunded || fee_case)
 }
 
