@@ -27,7 +27,7 @@
 //! per call is nothing next to an HTTP request or a file read. [`PosInbox`] does the same so
 //! the file, SQLite and PostgreSQL inboxes are interchangeable at run time.
 
-// pub mod filedrop; (next commit)
+pub mod filedrop;
 pub mod inbox;
 
 use std::fmt;
@@ -401,8 +401,11 @@ pub enum RecordErrorKind {
     /// A value outside its allowed set (e.g. a transaction kind other than sale/return).
     BadValue,
     /// The record disagrees with itself or its siblings (tenders ≠ totals, one transaction
-    /// split across stores).
+    /// split across stores, the same item twice in one snapshot).
     Inconsistent,
+    /// A record spread over several rows (a transaction's lines) held back whole because
+    /// one of its rows is bad; that row has its own error.
+    HeldBack,
     /// The whole file / payload could not be read (encoding, header, empty).
     Unreadable,
     /// The file matched no configured kind.
@@ -785,8 +788,9 @@ pub struct PollReport {
     /// Records in the batch.
     pub records: usize,
     pub record_errors: usize,
-    /// Whether the inbox stored it now or already had it (a re-delivery).
-    pub stored: StoreOutcome,
+    /// Whether the inbox stored it now or already had it (a re-delivery); `None` when the
+    /// batch was empty and the cursor did not move (nothing stored, nothing committed).
+    pub stored: Option<StoreOutcome>,
     pub has_more: bool,
 }
 
@@ -818,15 +822,21 @@ pub async fn poll_once(
         .fetch(feed, &cursor)
         .await
         .map_err(PollError::Connector)?;
-    let stored = inbox.store_batch(&batch).await.map_err(PollError::Inbox)?;
-    inbox
-        .commit_cursor(connector.id(), feed, &batch.next_cursor, &batch.id)
-        .await
-        .map_err(PollError::Inbox)?;
-    connector
-        .after_commit(feed, &batch.next_cursor)
-        .await
-        .map_err(PollError::AfterCommit)?;
+    // Nothing read and the cursor did not move: nothing to store or commit.
+    let stored = if batch.is_empty() && batch.next_cursor == cursor {
+        None
+    } else {
+        let stored = inbox.store_batch(&batch).await.map_err(PollError::Inbox)?;
+        inbox
+            .commit_cursor(connector.id(), feed, &batch.next_cursor, &batch.id)
+            .await
+            .map_err(PollError::Inbox)?;
+        connector
+            .after_commit(feed, &batch.next_cursor)
+            .await
+            .map_err(PollError::AfterCommit)?;
+        Some(stored)
+    };
     Ok(PollReport {
         feed,
         batch: batch.id.clone(),
