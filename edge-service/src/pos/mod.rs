@@ -29,6 +29,7 @@
 
 pub mod filedrop;
 pub mod inbox;
+pub mod square;
 
 use std::fmt;
 use std::future::Future;
@@ -413,15 +414,18 @@ pub enum RecordErrorKind {
 }
 
 /// One record that could not be used, named precisely enough to find and fix it.
+///
+/// The optional texts are `Box<str>` to keep the type under clippy's `result_large_err`
+/// limit, so functions can return `Result<_, RecordError>` directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordError {
     pub kind: RecordErrorKind,
     /// The file name or endpoint the record came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Box<str>>,
     /// The record's identity where known (a transaction id, a Square object id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record: Option<String>,
+    pub record: Option<Box<str>>,
     /// Row in the file, counting the header as row 1 (what a spreadsheet shows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row: Option<u64>,
@@ -430,10 +434,10 @@ pub struct RecordError {
     pub column: Option<u32>,
     /// The field: a column header, or a JSON path for API payloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+    pub field: Option<Box<str>>,
     /// The offending value (cut to 100 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: Option<Box<str>>,
     /// A sentence a person can act on.
     pub message: String,
 }
@@ -454,12 +458,12 @@ impl RecordError {
     }
 
     pub fn source(mut self, source: impl Into<String>) -> Self {
-        self.source = Some(source.into());
+        self.source = Some(source.into().into_boxed_str());
         self
     }
 
     pub fn record(mut self, record: impl Into<String>) -> Self {
-        self.record = Some(record.into());
+        self.record = Some(record.into().into_boxed_str());
         self
     }
 
@@ -470,12 +474,12 @@ impl RecordError {
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.field = Some(field.into().into_boxed_str());
         self
     }
 
     pub fn value(mut self, value: &str) -> Self {
-        self.value = Some(value.chars().take(100).collect());
+        self.value = Some(value.chars().take(100).collect::<String>().into_boxed_str());
         self
     }
 }
