@@ -1822,7 +1822,7 @@ fn parse_sales_rows(
         let mut row_errors = std::mem::take(&mut row.errors);
         for e in &mut row_errors {
             if let Some(id) = &id {
-                e.record = Some(id.to_string());
+                e.record = Some(id.as_str().into());
             }
         }
         errors.append(&mut row_errors);

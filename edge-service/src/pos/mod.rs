@@ -29,7 +29,6 @@
 
 pub mod filedrop;
 pub mod inbox;
-pub mod square;
 
 use std::fmt;
 use std::future::Future;
