@@ -29,6 +29,7 @@
 
 pub mod filedrop;
 pub mod inbox;
+pub mod square;
 
 use std::fmt;
 use std::future::Future;
