@@ -428,3 +428,108 @@ impl PosInbox for FileInbox {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{BatchPayload, PosCursor, RecordError, RecordErrorKind};
+    use super::*;
+    use tillbridge_core::pos::Timestamp;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("tillbridge-inbox-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        Dir(p)
+    }
+
+    fn batch(n: u32) -> PosBatch {
+        PosBatch::new(
+            ConnectorId::parse("c1").unwrap(),
+            Feed::Sales,
+            Some(format!("src-{n}")),
+            BatchPayload::empty(Feed::Sales, Timestamp::EPOCH),
+            vec![RecordError::new(
+                RecordErrorKind::BadNumber,
+                format!("e{n}"),
+            )],
+            PosCursor::from_opaque(format!("cursor-{n}")),
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn same_batch_twice_is_stored_once_with_its_first_sequence_number() {
+        let d = dir("twice");
+        let inbox = FileInbox::open(&d.0).unwrap();
+        assert_eq!(
+            inbox.store_batch(&batch(1)).await.unwrap(),
+            StoreOutcome::Stored { seq: 1 }
+        );
+        assert_eq!(
+            inbox.store_batch(&batch(2)).await.unwrap(),
+            StoreOutcome::Stored { seq: 2 }
+        );
+        assert_eq!(
+            inbox.store_batch(&batch(1)).await.unwrap(),
+            StoreOutcome::AlreadyStored { seq: 1 }
+        );
+        let reopened = FileInbox::open(&d.0).unwrap();
+        assert_eq!(
+            reopened.store_batch(&batch(2)).await.unwrap(),
+            StoreOutcome::AlreadyStored { seq: 2 }
+        );
+        assert_eq!(reopened.batches().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn committed_cursor_survives_a_reopen_and_leaves_no_temporary_file() {
+        let d = dir("cursor");
+        let c1 = ConnectorId::parse("c1").unwrap();
+        {
+            let inbox = FileInbox::open(&d.0).unwrap();
+            let b = batch(1);
+            inbox.store_batch(&b).await.unwrap();
+            inbox
+                .commit_cursor(&c1, Feed::Sales, &b.next_cursor, &b.id)
+                .await
+                .unwrap();
+        }
+        let inbox = FileInbox::open(&d.0).unwrap();
+        assert_eq!(
+            inbox.load_cursor(&c1, Feed::Sales).await.unwrap(),
+            Some(PosCursor::from_opaque("cursor-1"))
+        );
+        assert_eq!(
+            inbox.load_cursor(&c1, Feed::StockChanges).await.unwrap(),
+            None
+        );
+        let names: Vec<String> = fs::read_dir(d.0.join("cursors"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["c1.sales.json".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_line_before_the_end_is_an_error_never_skipped() {
+        let d = dir("corrupt");
+        {
+            let inbox = FileInbox::open(&d.0).unwrap();
+            inbox.store_batch(&batch(1)).await.unwrap();
+            inbox.store_batch(&batch(2)).await.unwrap();
+        }
+        let log = d.0.join("batches.jsonl");
+        let text = fs::read_to_string(&log).unwrap();
+        let damaged = text.replacen("{\"seq\":1", "{\"seq\":x", 1);
+        fs::write(&log, damaged).unwrap();
+        match FileInbox::open(&d.0) {
+            Err(InboxError::Corrupt { line, .. }) => assert_eq!(line, 1),
+            other => panic!("expected a corrupt-line error, got {other:?}"),
+        }
+    }
+}
