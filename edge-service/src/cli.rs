@@ -42,6 +42,34 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchSuite,
     },
+    /// Run an emulator of an outside system on this machine, until Ctrl-C.
+    Sandbox {
+        #[command(subcommand)]
+        suite: SandboxSuite,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxSuite {
+    /// The Square POS emulator: Square's API (locations, catalog, inventory, orders, payments,
+    /// signed webhooks) plus a control API under /__emulator/ (tests/square-emulator/README.md).
+    Pos {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The access token to accept (a default is printed when absent).
+        #[arg(long)]
+        token: Option<String>,
+        /// Send signed webhooks to this URL.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// The webhook signature key (a default is printed when absent).
+        #[arg(long)]
+        signature_key: Option<String>,
+        /// Start with no locations, items or stock (default: a small demo shop).
+        #[arg(long)]
+        empty: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +135,8 @@ pub enum CliError {
     SharedDir(#[from] SharedDirError),
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
 }
 
 /// Run a parsed command line, writing the report to `out` and timings to `err`.
@@ -152,6 +182,25 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
             }
             Ok(Status::Passed)
         }
+        Command::Sandbox {
+            suite:
+                SandboxSuite::Pos {
+                    port,
+                    token,
+                    webhook_url,
+                    signature_key,
+                    empty,
+                },
+        } => crate::sandbox::pos(
+            crate::sandbox::PosOptions {
+                port: *port,
+                token: token.clone(),
+                webhook_url: webhook_url.clone(),
+                signature_key: signature_key.clone(),
+                empty: *empty,
+            },
+            out,
+        ),
     }
 }
 

@@ -20,4 +20,5 @@ pub mod cli;
 pub mod conformance;
 pub mod demo;
 pub mod pos;
+pub mod sandbox;
 pub mod shared;

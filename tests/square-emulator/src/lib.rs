@@ -76,6 +76,38 @@ impl Default for Config {
     }
 }
 
+/// A small shop for the sandbox and demos: two active locations and a closed one, a tee in two
+/// sizes and a mug (two variations sharing the SKU `MUG`, as Square allows), some stock.
+pub fn demo_seed() -> Value {
+    serde_json::json!({
+        "locations": [
+            {"id": "LEEDS0000001", "name": "Leeds Briggate"},
+            {"id": "YORK00000001", "name": "York Stonegate"},
+            {"id": "HULL00000001", "name": "Hull (closed)", "status": "INACTIVE"}
+        ],
+        "items": [
+            {"id": "ITEMTEE", "name": "Organic Tee", "variations": [
+                {"id": "VARTEES", "name": "Small", "sku": "TEE-S", "price": 1800},
+                {"id": "VARTEEM", "name": "Medium", "sku": "TEE-M", "price": 1800}]},
+            {"id": "ITEMMUG", "name": "Stoneware Mug", "variations": [
+                {"id": "VARMUG", "name": "Regular", "sku": "MUG", "price": 1250},
+                {"id": "VARMUG2", "name": "Seconds", "sku": "MUG", "price": 800}]}
+        ],
+        "stock": [
+            {"variation_id": "VARTEES", "location_id": "LEEDS0000001", "quantity": "12"},
+            {"variation_id": "VARTEEM", "location_id": "LEEDS0000001", "quantity": "7"},
+            {"variation_id": "VARTEES", "location_id": "YORK00000001", "quantity": "3"},
+            {"variation_id": "VARMUG", "location_id": "YORK00000001", "quantity": "24"},
+            {"variation_id": "VARMUG2", "location_id": "YORK00000001", "quantity": "5"}
+        ]
+    })
+}
+
+/// Seeds the emulated seller through the control API's logic (same as `POST /__emulator/seed`).
+pub fn seed(handle: &Handle, data: &Value) -> Result<Value, ApiError> {
+    control::handle(&mut lock(&handle.state), "POST", "/__emulator/seed", data)
+}
+
 /// Shared emulator state.
 pub type Shared = Arc<Mutex<State>>;
 
