@@ -1,0 +1,1 @@
+//! Placeholder while the vector layer is written.
