@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tillbridge_core::mapping::{ItemMapping, LocationMapping, MappingIndex, MappingTable};
@@ -77,11 +78,13 @@ fn mapping() -> MappingIndex {
 }
 
 fn config(dir: &TempDir) -> FileDropConfig {
-    FileDropConfig::new(
+    let mut cfg = FileDropConfig::new(
         ConnectorId::parse("filedrop-test").unwrap(),
         dir.watch(),
         mapping(),
-    )
+    );
+    cfg.settle = Duration::ZERO; // the tests write whole files at once
+    cfg
 }
 
 fn open(dir: &TempDir) -> (FileDropConnector, FileInbox) {
@@ -571,6 +574,25 @@ async fn a_header_tells_the_kind_when_the_name_does_not() {
     let report = poll_once(&conn, &inbox, Feed::Sales).await.unwrap();
     assert_eq!(report.records, 1);
     assert_eq!(conn.ledger().unwrap()[0].kind, Some(FileKind::Sales));
+}
+
+#[tokio::test]
+async fn a_file_still_being_written_is_left_alone_until_it_settles() {
+    let dir = TempDir::new("settle");
+    let mut cfg = config(&dir);
+    cfg.settle = Duration::from_secs(3600);
+    let (conn, inbox) = open_with(&dir, cfg);
+    drop_file(&dir, "stock_snapshot_1.csv", SNAPSHOT.as_bytes());
+    let r = poll_once(&conn, &inbox, Feed::StockSnapshot).await.unwrap();
+    assert_eq!(r.stored, None);
+    assert_eq!(files_in(&dir.watch()), vec!["stock_snapshot_1.csv"]);
+    assert!(conn.ledger().unwrap().is_empty());
+
+    // The same folder with a short settle time reads it.
+    drop((conn, inbox));
+    let (conn, inbox) = open(&dir);
+    let r = poll_once(&conn, &inbox, Feed::StockSnapshot).await.unwrap();
+    assert_eq!(r.records, 3);
 }
 
 #[tokio::test]

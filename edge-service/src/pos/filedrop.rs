@@ -16,7 +16,10 @@
 //!   returns are rows with `type` = `return` or a negative quantity.
 //!
 //! Column names ([`Columns`]) and the delimiter are configurable; files are UTF-8 with or
-//! without a byte-order mark; a decimal comma can be switched on.
+//! without a byte-order mark; a decimal comma can be switched on. A file is read only once it
+//! has not changed for [`FileDropConfig::settle`] (and, if configured, once `<name>.ok`
+//! exists), so an upload in progress is never read half-written. One connector instance owns
+//! a folder (two processes on one folder would interleave their ledgers).
 //!
 //! # Exactly once, nothing lost
 //!
@@ -45,7 +48,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -210,6 +213,10 @@ pub struct FileDropConfig {
     pub local_time_offset_minutes: i32,
     /// Only read `<name>` once `<name>.ok` exists (for producers that write a marker).
     pub require_ok_marker: bool,
+    /// Leave a file alone until it has not been modified for this long, so a file still
+    /// being uploaded is not read (and moved) half-written. Producers that write a marker
+    /// or rename into place can use zero.
+    pub settle: Duration,
     /// Larger files are rejected unread.
     pub max_file_bytes: u64,
     /// Store codes and item codes the files may use.
@@ -218,7 +225,7 @@ pub struct FileDropConfig {
 
 impl FileDropConfig {
     /// Defaults: comma-separated, decimal point, GBP, prices include tax, times in UTC,
-    /// no marker files, 64 MiB per file.
+    /// no marker files, a file must have been still for 5 s, 64 MiB per file.
     pub fn new(id: ConnectorId, watch_dir: impl Into<PathBuf>, mapping: MappingIndex) -> Self {
         let watch_dir = watch_dir.into();
         Self {
@@ -235,6 +242,7 @@ impl FileDropConfig {
             prices_include_tax: true,
             local_time_offset_minutes: 0,
             require_ok_marker: false,
+            settle: Duration::from_secs(5),
             max_file_bytes: 64 * 1024 * 1024,
             mapping,
         }
@@ -640,6 +648,17 @@ fn list_candidates(config: &FileDropConfig) -> Result<Vec<String>, PosError> {
         }
         if config.require_ok_marker && !dir.join(format!("{name}.ok")).exists() {
             continue;
+        }
+        if !config.settle.is_zero() {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            // An mtime in the future (the clock moved back) does not block a file forever.
+            if age.is_some_and(|a| a < config.settle) {
+                continue;
+            }
         }
         names.push(name);
     }
