@@ -182,6 +182,7 @@ pub enum PlanChange {
     /// An invoice for the units left to invoice.
     InsertInvoice {
         at: usize,
+        #[serde(with = "super::model::item_map")]
         qtys: BTreeMap<u32, Decimal>,
     },
     /// A credit memo for what is left to refund.
@@ -1214,4 +1215,218 @@ fn solve_adjustments(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::sales::fixtures::{Line, order};
+
+    fn memo(qty: Decimal, shipping: Decimal) -> PlannedDocument {
+        PlannedDocument::Creditmemo(CreditmemoRequest {
+            qtys: [(1, qty)].into_iter().collect(),
+            shipping_amount: Some(shipping),
+            ..CreditmemoRequest::default()
+        })
+    }
+
+    fn kinds(r: &ClosabilityReport) -> Vec<CauseKind> {
+        r.causes.iter().map(|c| c.kind).collect()
+    }
+
+    #[test]
+    fn per_memo_rounding_is_closed_with_a_one_cent_fee_on_the_last_memo() {
+        // 2 × 10.00, shipping 10.00 with a 3.33 shipping discount: 26.67 paid. Each half
+        // refunds 13.335, and total_refunded is rounded per memo: 13.34, then 26.68 > 26.67.
+        let o = order(
+            &[Line(2, dec!(20), dec!(0), dec!(0))],
+            dec!(10),
+            dec!(0),
+            dec!(3.33),
+        );
+        let plan = vec![
+            PlannedDocument::Invoice(InvoiceRequest::all()),
+            memo(dec!(1), dec!(5)),
+            memo(dec!(1), dec!(5)),
+        ];
+        let r = predict(&o, &plan).expect("valid plan");
+        assert!(!r.run.closes);
+        let refused = r.run.rejections().next().expect("the last memo is refused");
+        assert_eq!(refused.index, 2);
+        assert_eq!(
+            refused.rejection.as_ref().map(|x| x.stage),
+            Some(RejectionStage::Refund)
+        );
+        assert!(matches!(
+            r.blockers[0],
+            Blocker::Rejected { document: 2, .. }
+        ));
+        assert_eq!(r.run.leftover().value.round_dp(10), dec!(13.33));
+        let k = kinds(&r);
+        assert!(k.contains(&CauseKind::UnitsNotRefunded));
+        assert!(k.contains(&CauseKind::ShippingNotRefunded));
+        assert!(k.contains(&CauseKind::RefundRounding));
+        let p = r.proposal.expect("a proposal");
+        assert_eq!(
+            p.changes,
+            vec![PlanChange::SetAdjustmentNegative {
+                document: 2,
+                from: None,
+                to: Some(Adjustment::Amount(dec!(0.01))),
+            }]
+        );
+        assert!(p.verified.closes);
+        assert_eq!(p.verified.leftover().value, Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_plan_that_never_refunds_shipping_gets_it_on_the_last_memo() {
+        // Shipping 10.00 taxed 2.00 with a 1.00 discount; every memo posts shipping 0, which
+        // also triggers the negative shipping discount.
+        let o = order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(10),
+            dec!(2),
+            dec!(1),
+        );
+        let plan = vec![
+            PlannedDocument::Invoice(InvoiceRequest::all()),
+            memo(dec!(1), dec!(0)),
+            memo(dec!(1), dec!(0)),
+        ];
+        let r = predict(&o, &plan).expect("valid plan");
+        assert!(!r.run.closes);
+        let k = kinds(&r);
+        assert!(k.contains(&CauseKind::ShippingNotRefunded));
+        assert!(k.contains(&CauseKind::NegativeShippingDiscount));
+        let quirk = r
+            .causes
+            .iter()
+            .find(|c| c.kind == CauseKind::NegativeShippingDiscount);
+        assert_eq!(quirk.map(|c| c.document), Some(Some(1)));
+        let total = r.causes.iter().fold(Amount2::ZERO, |a, c| a + c.amount);
+        assert_eq!(total.value.round_dp(8), r.run.leftover().value.round_dp(8));
+        let p = r.proposal.expect("a proposal");
+        assert!(p.changes.iter().any(|c| matches!(
+            c,
+            PlanChange::SetShipping {
+                document: 2,
+                from: Some(_),
+                to: Some(_)
+            }
+        )));
+        assert!(p.verified.closes);
+        assert!(p.verified.rejections().next().is_none());
+    }
+
+    #[test]
+    fn a_plan_that_closes_needs_no_proposal() {
+        let o = order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(10),
+            dec!(2),
+            dec!(0),
+        );
+        let plan = vec![
+            PlannedDocument::Invoice(InvoiceRequest::all()),
+            PlannedDocument::Creditmemo(CreditmemoRequest::default()),
+        ];
+        let r = predict(&o, &plan).expect("valid plan");
+        assert!(r.run.closes);
+        assert!(r.causes.is_empty() && r.blockers.is_empty() && r.proposal.is_none());
+    }
+
+    #[test]
+    fn an_unfinished_plan_gets_the_missing_invoice_and_memo() {
+        let o = order(
+            &[Line(3, dec!(30), dec!(3), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        let plan = vec![PlannedDocument::Invoice(InvoiceRequest::new([(
+            1,
+            dec!(2),
+        )]))];
+        let r = predict(&o, &plan).expect("valid plan");
+        assert!(r.blockers.contains(&Blocker::UnitsToInvoice {
+            order_item_id: 1,
+            qty: dec!(1)
+        }));
+        let p = r.proposal.expect("a proposal");
+        assert!(matches!(
+            p.changes[0],
+            PlanChange::InsertInvoice { at: 1, .. }
+        ));
+        assert!(matches!(
+            p.changes[1],
+            PlanChange::AppendCreditmemo { at: 2 }
+        ));
+        assert!(p.verified.closes);
+    }
+
+    #[test]
+    fn a_malformed_plan_reports_every_violation() {
+        let o = order(
+            &[Line(1, dec!(10), dec!(0), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        let plan = vec![PlannedDocument::Creditmemo(CreditmemoRequest {
+            qtys: [(1, dec!(-1)), (7, dec!(1))].into_iter().collect(),
+            shipping_amount: Some(dec!(-2)),
+            ..CreditmemoRequest::default()
+        })];
+        let Err(SalesError::Invalid { violations }) = predict(&o, &plan) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "plan[0].qtys.1",
+                "plan[0].qtys.7",
+                "plan[0].shipping_amount"
+            ]
+        );
+    }
+
+    #[test]
+    fn plans_and_reports_round_trip_through_json() {
+        let o = order(
+            &[Line(2, dec!(20), dec!(0), dec!(0))],
+            dec!(10),
+            dec!(0),
+            dec!(3.33),
+        );
+        let plan = vec![
+            PlannedDocument::Invoice(InvoiceRequest::all()),
+            memo(dec!(1), dec!(5)),
+            memo(dec!(1), dec!(5)),
+        ];
+        let text = serde_json::to_string(&plan).expect("serializable");
+        let back: Vec<PlannedDocument> = serde_json::from_str(&text).expect("deserializable");
+        assert_eq!(back, plan);
+        let r = predict(&o, &plan).expect("valid plan");
+        let json = serde_json::to_string(&r).expect("serializable");
+        let again: ClosabilityReport = serde_json::from_str(&json).expect("deserializable");
+        assert_eq!(again, r);
+        let unfinished = vec![PlannedDocument::Invoice(InvoiceRequest::new([(
+            1,
+            dec!(1),
+        )]))];
+        let r = predict(&o, &unfinished).expect("valid plan");
+        assert!(matches!(
+            r.proposal.as_ref().map(|p| &p.changes[0]),
+            Some(PlanChange::InsertInvoice { .. })
+        ));
+        let json = serde_json::to_string(&r).expect("serializable");
+        let again: ClosabilityReport = serde_json::from_str(&json).expect("deserializable");
+        assert_eq!(again, r);
+        let order_json = serde_json::to_string(&o).expect("serializable");
+        assert_eq!(serde_json::from_str::<Order>(&order_json).ok(), Some(o));
+    }
 }

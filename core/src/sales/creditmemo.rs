@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::model::{CreditmemoRecord, Order, OrderItem, Pair};
-use super::num::{locale_get_number, php_qty_eq, php_round2, php_to_float};
+use super::num::{locale_get_number, php_qty_eq, php_to_float};
 use super::php_double::{Calculator, D2, Dbl};
 use super::state::{self, Loaded, persist};
 use super::{Document, Rejection, RejectionStage};
@@ -94,6 +94,7 @@ impl TryFrom<String> for Adjustment {
 pub struct CreditmemoRequest {
     /// Quantity per order item id. Empty: refund everything refundable (what the "new credit
     /// memo" page starts from); otherwise a line that is not listed refunds 0.
+    #[serde(with = "super::model::item_map")]
     pub qtys: BTreeMap<u32, Decimal>,
     /// Shipping to refund, base currency, including tax when `sales_display_shipping` is 2.
     /// `None` (the REST style) refunds whatever shipping is left.
@@ -187,7 +188,7 @@ pub fn format_money(amount: Decimal, currency: &str) -> String {
         "JPY" => "¥",
         _ => "",
     };
-    let rounded = php_round2(amount);
+    let rounded = Dbl::of(amount).round2().dec();
     let text = format!("{:.2}", rounded);
     if symbol.is_empty() {
         format!("{currency} {text}")
@@ -681,4 +682,241 @@ fn refund(o: &mut Order, memo: &Creditmemo) {
         shipping_incl_tax: Some(memo.shipping_incl_tax),
         grand_total: memo.grand_total,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+    use serde_json::json;
+
+    use super::*;
+    use crate::sales::fixtures::{Line, order};
+    use crate::sales::model::ShippingDisplay;
+    use crate::sales::{InvoiceRequest, create_invoice};
+    use crate::tax::documents::{
+        CreditmemoBefore, DocLine, OrderItemTax, OrderTaxForCreditmemo, creditmemo_tax,
+    };
+    use crate::tax::rounding::DocumentRounder;
+
+    fn invoiced(o: &Order) -> Order {
+        create_invoice(o, &InvoiceRequest::all())
+            .expect("invoiced")
+            .1
+    }
+
+    fn memo(qtys: &[(u32, Decimal)], shipping: Option<Decimal>) -> CreditmemoRequest {
+        CreditmemoRequest {
+            qtys: qtys.iter().copied().collect(),
+            shipping_amount: shipping,
+            ..CreditmemoRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_percent_adjustment_is_a_share_of_the_order_currency_grand_total() {
+        let mut o = order(
+            &[Line(1, dec!(100), dec!(0), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        o.grand_total = Some(Amount2::new(dec!(123.45), dec!(82.30)));
+        o.base_to_order_rate = dec!(1.5);
+        // base: round(123.45 × 10 / 100) = 12.35 (taken from the order currency!);
+        // order currency: round(12.35 × 1.5) = 18.53
+        assert_eq!(
+            Adjustment::parse_posted("10%").amounts(&o),
+            Amount2::new(dec!(18.53), dec!(12.35))
+        );
+        assert_eq!(
+            Adjustment::parse_posted(" 2,5 ").amounts(&o),
+            Amount2::new(dec!(3.75), dec!(2.5))
+        );
+    }
+
+    #[test]
+    fn posted_values_are_read_like_php() {
+        assert_eq!(
+            Adjustment::parse_posted("12.5%"),
+            Adjustment::Percent(dec!(12.5))
+        );
+        assert_eq!(
+            Adjustment::parse_posted("$ 1,234.50"),
+            Adjustment::Amount(dec!(1234.50))
+        );
+        let r = CreditmemoRequest::from_posted(&json!({
+            "qtys": {"1": "2", "2": "x", "3": 1},
+            "shipping_amount": "4,95",
+            "adjustment_negative": "3%",
+            "adjustment_positive": null
+        }));
+        assert_eq!(r.qtys.get(&1), Some(&dec!(2)));
+        assert_eq!(r.qtys.get(&2), Some(&Decimal::ZERO));
+        assert_eq!(r.qtys.get(&3), Some(&dec!(1)));
+        assert_eq!(r.shipping_amount, Some(dec!(4.95)));
+        assert_eq!(r.adjustment_negative, Some(Adjustment::Percent(dec!(3))));
+        assert_eq!(r.adjustment_positive, None);
+        assert_eq!(
+            serde_json::to_value(Adjustment::Percent(dec!(3))).ok(),
+            Some(json!("3%"))
+        );
+        assert_eq!(
+            serde_json::from_value::<Adjustment>(json!("1.50")).ok(),
+            Some(Adjustment::Amount(dec!(1.50)))
+        );
+    }
+
+    #[test]
+    fn total_refunded_is_rounded_to_cents_on_every_memo() {
+        // 2 × 10.00, shipping 10.00 with a 3.33 shipping discount: grand total 26.67.
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(0), dec!(0))],
+            dec!(10),
+            dec!(0),
+            dec!(3.33),
+        ));
+        let (first, after) =
+            create_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(5)))).expect("refunded");
+        // 10 − 5 × 3.33 / 10 + 5: the pro-rata shipping discount is not rounded (and is a
+        // double: 1.6649999999999998).
+        assert_eq!(first.shipping_discount.value.round_dp(10), dec!(1.665));
+        assert_eq!(first.grand_total.value.round_dp(10), dec!(13.335));
+        assert_eq!(after.total_refunded.map(|t| t.value), Some(dec!(13.34)));
+        // The second half asks round(13.34 + 13.335) = 26.68 > 26.67 paid.
+        let second = create_creditmemo(&after, &memo(&[(1, dec!(1))], Some(dec!(5))));
+        let rej = second.expect_err("refused");
+        assert_eq!(rej.stage, RejectionStage::Refund);
+        // base_total_paid − base_total_refunded, a double: 26.67 − 13.34
+        assert_eq!(
+            rej.available_refund.map(|a| a.round_dp(10)),
+            Some(dec!(13.33))
+        );
+        assert_eq!(rej.message, "The most money available to refund is $13.33.");
+    }
+
+    #[test]
+    fn posting_zero_shipping_gives_a_negative_shipping_discount() {
+        // Shipping 10.00 taxed 2.00, shipping discount 1.00.
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(10),
+            dec!(2),
+            dec!(1),
+        ));
+        let m = collect_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(0)))).expect("collected");
+        // "shipping" for the discount = 0 − 2.00 (shipping tax) → discount −2 × 1 / 10
+        assert_eq!(m.shipping_discount.value, dec!(-0.2));
+        assert_eq!(m.discount_amount.value, dec!(0.2));
+        assert_eq!(m.grand_total.value, dec!(11.2)); // 10 + 1 tax + 0.20
+        assert!(m.partial_shipping_refund);
+    }
+
+    #[test]
+    fn free_shipping_shown_incl_tax_with_tax_after_discount_dies_in_magento() {
+        let mut o = order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        o.config.sales_display_shipping = ShippingDisplay::IncludingTax;
+        o.config.apply_tax_after_discount = true;
+        let o = invoiced(&o);
+        let r = create_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(0))));
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.stage),
+            Err(RejectionStage::PhpError)
+        );
+    }
+
+    #[test]
+    fn shipping_above_what_is_left_is_refused_and_the_default_is_what_is_left() {
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(10),
+            dec!(2),
+            dec!(0),
+        ));
+        let too_much = create_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(10.01))));
+        let rej = too_much.expect_err("refused");
+        assert_eq!(rej.stage, RejectionStage::Collect);
+        assert_eq!(
+            rej.message,
+            "Maximum shipping amount allowed to refund is: $10.00"
+        );
+        let (_, after) =
+            create_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(4)))).expect("refunded");
+        assert_eq!(admin_default_shipping_amount(&after), Ok(dec!(6)));
+        let mut incl = after.clone();
+        incl.config.sales_display_shipping = ShippingDisplay::IncludingTax;
+        // 12.00 incl. tax ordered; 4.00 + 0.80 tax refunded
+        assert_eq!(admin_default_shipping_amount(&incl), Ok(dec!(7.2)));
+    }
+
+    #[test]
+    fn a_quantity_above_what_is_refundable_is_refused_while_collecting() {
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        ));
+        let r = collect_creditmemo(&o, &memo(&[(1, dec!(3))], None));
+        let rej = r.expect_err("refused");
+        assert_eq!(rej.stage, RejectionStage::Collect);
+        assert_eq!(
+            rej.message,
+            "We found an invalid quantity to refund item \"Product 1\"."
+        );
+    }
+
+    #[test]
+    fn the_tax_step_matches_tax_documents() {
+        // 3 units, tax 24.32; refund 1 (rows exact, so the chain starts untouched).
+        let o = invoiced(&order(
+            &[Line(3, dec!(297), dec!(24.32), dec!(0))],
+            dec!(10),
+            dec!(2.45),
+            dec!(0),
+        ));
+        let m = collect_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(10)))).expect("collected");
+        let oi = &o.items[0];
+        let item = OrderItemTax {
+            qty_ordered: oi.qty_ordered,
+            qty_invoiced: oi.qty_invoiced,
+            tax_invoiced: oi.tax_invoiced.unwrap_or_default(),
+            ..OrderItemTax::default()
+        };
+        let order_tax = OrderTaxForCreditmemo {
+            tax_invoiced: o.tax_invoiced.unwrap_or_default(),
+            shipping_tax: Amount2::new(dec!(2.45), dec!(2.45)),
+            shipping_amount: Some(dec!(10)),
+            base_shipping_amount: Some(dec!(10)),
+            shipping_discount_amount: Some(dec!(0)),
+            ..OrderTaxForCreditmemo::default()
+        };
+        let before = CreditmemoBefore {
+            shipping_amount: Some(dec!(10)),
+            base_shipping_amount: Some(dec!(10)),
+            ..CreditmemoBefore::default()
+        };
+        let lines = [DocLine {
+            order_item: item,
+            qty: dec!(1),
+            is_last: false,
+        }];
+        let reference = creditmemo_tax(
+            &order_tax,
+            &lines,
+            false,
+            &before,
+            None,
+            false,
+            &mut DocumentRounder::new(),
+        );
+        assert_eq!(m.items[0].tax_amount, reference.lines[0].map(|t| t.tax));
+        assert_eq!(m.tax_amount.value.round_dp(10), reference.tax.value);
+        assert_eq!(m.shipping_tax_amount, reference.shipping_tax);
+        assert_eq!(m.tax_amount.value.round_dp(10), dec!(10.56)); // 8.11 + 2.45
+    }
 }

@@ -20,6 +20,7 @@ use crate::tax::rounding::DocRoundType;
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InvoiceRequest {
+    #[serde(with = "super::model::item_map")]
     pub qtys: BTreeMap<u32, Decimal>,
 }
 
@@ -400,4 +401,156 @@ fn register(o: &mut Order, inv: &Invoice) {
         grand_total: inv.grand_total,
         is_canceled: false,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::sales::fixtures::{Line, order};
+    use crate::sales::model::OrderState;
+    use crate::sales::state::flags;
+    use crate::tax::documents::{DocLine, OrderItemTax, OrderTaxForInvoice, invoice_tax};
+    use crate::tax::rounding::DocumentRounder;
+
+    /// Magento's `Invoice\Total\TaxTest` "partial_invoice": 3 × item_1 and 3 × item_2 at 99.00,
+    /// 8.19 % tax, shipping tax 2.45; the first invoice takes 1 + 2 units.
+    fn tax_test_order() -> Order {
+        let mut o = order(
+            &[
+                Line(3, dec!(297), dec!(24.32), dec!(0)),
+                Line(3, dec!(297), dec!(24.33), dec!(0)),
+            ],
+            dec!(10),
+            dec!(2.45),
+            dec!(0),
+        );
+        o.tax_amount = Some(Amount2::new(dec!(53.56), dec!(53.56)));
+        o
+    }
+
+    #[test]
+    fn tax_step_matches_magentos_unit_test_and_tax_documents() {
+        let o = tax_test_order();
+        let inv = prepare_invoice(&o, &InvoiceRequest::new([(1, dec!(1)), (2, dec!(2))]))
+            .expect("prepared");
+        let taxes: Vec<Decimal> = inv
+            .items
+            .iter()
+            .map(|i| i.tax_amount.map(|t| t.value).unwrap_or_default())
+            .collect();
+        assert_eq!(taxes, vec![dec!(8.11), dec!(16.22)]);
+        // PHP doubles: 8.11 + 16.22 + 2.45 is 26.779999999999998 (Magento's test: within 1e-10).
+        assert_eq!(inv.tax_amount.value, dec!(26.779999999999998));
+        assert_eq!(inv.shipping_tax_amount.map(|a| a.value), Some(dec!(2.45)));
+
+        // The decimal reference (`tax::documents`), on the same lines: row totals were exact
+        // (99, 198), so the chain it starts from is untouched.
+        let item = |oi: &OrderItem| OrderItemTax {
+            qty_ordered: oi.qty_ordered,
+            tax: oi.tax_amount.unwrap_or_default(),
+            ..OrderItemTax::default()
+        };
+        let lines = vec![
+            DocLine {
+                order_item: item(&o.items[0]),
+                qty: dec!(1),
+                is_last: false,
+            },
+            DocLine {
+                order_item: item(&o.items[1]),
+                qty: dec!(2),
+                is_last: false,
+            },
+        ];
+        let order_tax = OrderTaxForInvoice {
+            tax: Amount2::new(dec!(53.56), dec!(53.56)),
+            shipping_tax: Amount2::new(dec!(2.45), dec!(2.45)),
+            ..OrderTaxForInvoice::default()
+        };
+        let reference = invoice_tax(
+            &order_tax,
+            &lines,
+            false,
+            false,
+            &mut DocumentRounder::new(),
+        );
+        assert_eq!(reference.tax.value, inv.tax_amount.value.round_dp(10));
+        for (r, i) in reference.lines.iter().zip(&inv.items) {
+            assert_eq!(r.map(|t| t.tax), i.tax_amount);
+        }
+    }
+
+    #[test]
+    fn item_is_last_when_the_quantity_equals_what_is_left_to_invoice() {
+        let o = tax_test_order();
+        let inv = prepare_invoice(&o, &InvoiceRequest::new([(1, dec!(3)), (2, dec!(2))]))
+            .expect("prepared");
+        assert!(inv.items[0].is_last);
+        assert!(!inv.items[1].is_last);
+        assert!(!inv.is_last);
+        // The last line takes the remainder unrounded, the other is pro-rata.
+        assert_eq!(inv.items[0].tax_amount.map(|t| t.value), Some(dec!(24.32)));
+        assert_eq!(inv.items[1].tax_amount.map(|t| t.value), Some(dec!(16.22)));
+    }
+
+    #[test]
+    fn a_zero_shipping_is_copied_and_counts_as_invoiced_shipping() {
+        let o = order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        let (first, after) =
+            create_invoice(&o, &InvoiceRequest::new([(1, dec!(1))])).expect("invoiced");
+        // "0.0000" is truthy in PHP: the first invoice carries the (zero) shipping.
+        assert_eq!(first.shipping_amount.map(|s| s.value), Some(Decimal::ZERO));
+        assert_eq!(after.invoices[0].shipping_amount, Some(Decimal::ZERO));
+        let (second, _) = create_invoice(&after, &InvoiceRequest::all()).expect("invoiced");
+        assert_eq!(second.shipping_amount, None);
+        assert_eq!(second.shipping_tax_amount, None);
+    }
+
+    #[test]
+    fn the_shipping_discount_goes_on_the_first_invoice_only() {
+        let o = order(
+            &[Line(2, dec!(20), dec!(0), dec!(4))],
+            dec!(10),
+            dec!(0),
+            dec!(1.5),
+        );
+        let (first, after) =
+            create_invoice(&o, &InvoiceRequest::new([(1, dec!(1))])).expect("invoiced");
+        assert_eq!(first.discount_amount.value, dec!(-3.5)); // 1.50 + 4.00 / 2
+        let (second, after) = create_invoice(&after, &InvoiceRequest::all()).expect("invoiced");
+        assert_eq!(second.discount_amount.value, dec!(-2));
+        assert_eq!(after.discount_invoiced.map(|d| d.value), Some(dec!(-5.5)));
+        // pay(): total_paid is the sum of the grand totals.
+        assert_eq!(after.total_paid.map(|d| d.value), Some(dec!(24.5)));
+        assert_eq!(after.state, OrderState::Processing);
+        assert!(!flags(&after).can_invoice);
+    }
+
+    #[test]
+    fn refusals_name_magentos_stage() {
+        let o = tax_test_order();
+        let empty = create_invoice(&o, &InvoiceRequest::new([(1, dec!(0)), (2, dec!(0))]));
+        assert_eq!(
+            empty.map(|_| ()).map_err(|r| r.stage),
+            Err(RejectionStage::TotalQty)
+        );
+        let too_many = create_invoice(&o, &InvoiceRequest::new([(1, dec!(4))]));
+        assert_eq!(
+            too_many.map(|_| ()).map_err(|r| r.stage),
+            Err(RejectionStage::InvalidQty)
+        );
+        let (_, all) = create_invoice(&o, &InvoiceRequest::all()).expect("invoiced");
+        let again = create_invoice(&all, &InvoiceRequest::all());
+        assert_eq!(
+            again.map(|_| ()).map_err(|r| r.stage),
+            Err(RejectionStage::CanInvoice)
+        );
+    }
 }

@@ -2,56 +2,69 @@
 //!
 //! # The model
 //!
-//! An [`Order`] is the `sales_order` row with its `sales_order_item` rows, exactly as Magento
-//! loads them (4-decimal values, NULL kept apart from `0.0000`), the store configuration the
-//! collectors read ([`SalesConfig`]), and the facts later documents read from earlier ones
-//! ([`model::InvoiceRecord`], [`model::CreditmemoRecord`]). Each document is one admin request:
+//! An [`Order`] is the `sales_order` row with its `sales_order_item` rows as Magento loads them
+//! (4-decimal values; NULL kept apart from `0.0000`, because PHP treats the string `"0.0000"` as
+//! true), the store configuration the collectors read ([`SalesConfig`]), and what later
+//! documents read from earlier ones ([`model::InvoiceRecord`], [`model::CreditmemoRecord`]).
+//! [`Order::from_magento`] builds it from Magento's rows and reports every malformed field.
+//!
+//! Each document is one admin request on the order as the previous request left it:
 //!
 //! * [`create_invoice`] (`Adminhtml\Order\Invoice\Save`, offline payment): `canInvoice()`,
-//!   `prepareInvoice()`, the invoice collectors Subtotal → Discount → Shipping → Tax → Cost →
-//!   Grand, the empty-invoice check, `Invoice::register()` and `pay()`, then the order save;
-//! * [`create_creditmemo`] (`Adminhtml\Order\Creditmemo\Save`, order-based, offline refund):
-//!   `canCreditmemo()`, `CreditmemoFactory::createByOrder()` with `initData()` (posted shipping,
-//!   `"N%"` adjustments), the credit-memo collectors Subtotal → Discount → Shipping → Tax → Cost →
+//!   `InvoiceService::prepareInvoice()`, the collectors Subtotal → Discount → Shipping → Tax →
+//!   Cost → Grand, the empty-invoice check, `Invoice::register()` with `pay()`;
+//! * [`create_creditmemo`] (`Adminhtml\Order\Creditmemo\Save`, order-based memo refunded
+//!   offline): `canCreditmemo()`, `CreditmemoFactory::createByOrder()` with `initData()` (posted
+//!   shipping, `"N%"` adjustments), the collectors Subtotal → Discount → Shipping → Tax → Cost →
 //!   Grand, `isValidGrandTotal()`, `CreditmemoService` validation ("The most money available to
-//!   refund is $X."), `RefundOperation` (with `total_refunded` rounded to cents on every memo),
-//!   then the order save.
+//!   refund is $X."), `RefundOperation` (`total_refunded` rounded to cents on every memo).
 //!
-//! Every save runs `Handler\State::check()` on the in-memory order and then persists: each
-//! amount becomes what a `DECIMAL(…,4)` column returns. The returned order is the next request's
-//! input, and [`flags`] evaluates `canInvoice()` / `canCreditmemo()` / `canShip()` and the
-//! refundable leftover on it. A refused request returns a [`Rejection`] with Magento's stage and
-//! message (and the collected document when collection ran); nothing is saved.
+//! Every save runs `Handler\State::check()` on the in-memory order, then persists it: each
+//! amount becomes what a `DECIMAL(…,4)` column returns, and that order is the next request's
+//! input. [`flags`] evaluates `canInvoice()`, `canCreditmemo()`, `canShip()` and the refundable
+//! leftover on it. A refused request returns a [`Rejection`] with Magento's stage and message
+//! (and the document when it was collected); nothing is saved.
 //!
-//! The collectors share one [`DocumentRounder`](crate::tax::rounding::DocumentRounder) per
-//! document (`Math\Calculator` delta rounding per type), and the Tax step is
-//! [`crate::tax::documents`]. The remainder ("last") rules compare quantities as PHP float
-//! strings ([`num::php_qty_eq`]); PHP truthiness of stored strings is kept where Magento depends
-//! on it (`"0.0000"` shipping or discount on an earlier invoice counts as set); money is rounded
-//! with PHP's `round()` semantics ([`num::php_round2`]).
+//! # Decimals between requests, PHP doubles within one
 //!
-//! [`closability`] runs a planned sequence of documents on an order and predicts whether Magento
-//! closes it; if not, it explains the leftover and proposes a verified adjustment.
+//! State is `Decimal`. Inside a request Magento computes in IEEE doubles, and the sales-diff
+//! vectors show that the doubles decide cents: `140.4 / 5 × 3 = 84.24000000000001` leaves a
+//! `1.4e-14` remainder in `Math\Calculator` that rounds the next line's `2.595` down, and PHP's
+//! `round()` pre-rounds by multiplying the double, which rounds `75.90499999999994` up. Exact
+//! decimals miss 14 of the 150 vectors. So the collectors, `register()`, `RefundOperation` and
+//! the flags run on [`php_double::Dbl`], PHP's operations in PHP's order, and every value leaves
+//! the request as a `Decimal` again: the shortest text of the double for documents (what
+//! Magento holds in memory, e.g. `23.799999999999997`), `sprintf('%.4F')` for stored columns.
+//! The Tax step is the algorithm of [`crate::tax::documents`] on that path; unit tests hold the
+//! two against each other and against Magento's own `TaxTest` data.
+//!
+//! The remainder ("last") rules compare quantities as PHP float strings
+//! ([`num::php_qty_eq`]); posted strings are read as PHP reads them ([`num::php_to_float`],
+//! [`num::locale_get_number`]).
+//!
+//! [`closability`] runs a planned sequence of documents, predicts whether Magento closes the
+//! order, explains the leftover and proposes a verified change that closes it.
 //!
 //! # What is not reproduced
 //!
 //! * Credit memos created from an invoice (`createByInvoice`, online refunds), bundles and
-//!   configurables (dummy items), shipments, cancellations, WEEE, store credit, gift cards and
+//!   configurables (dummy items), shipments, cancellations, WEEE, store credit, gift cards,
 //!   reward points, observers, the payment's own bookkeeping and status history.
-//! * PHP double noise inside one request (`431.80400000000003`): documents are exact decimals.
-//!   Where a double decision could differ from the decimal one (a 4th-decimal midpoint when
-//!   persisting), the decimal result is kept.
-//! * Currency formatting in messages is the symbol and two decimals (`$1611.46`), without
-//!   locale grouping.
+//! * `canCreditmemo()`'s `forced_can_creditmemo` and action flags.
+//! * Currency formatting in messages is the symbol and two decimals (`$1611.46`), as the
+//!   sales-diff vectors record it, without locale grouping.
 
 pub mod closability;
 pub mod creditmemo;
+#[cfg(test)]
+mod fixtures;
 pub mod invoice;
 pub mod model;
 pub mod num;
 pub mod php_double;
 pub mod state;
 
+pub use closability::{ClosabilityReport, PlannedDocument, Proposal, predict, run_plan};
 pub use creditmemo::{
     Adjustment, Creditmemo, CreditmemoItem, CreditmemoRequest, admin_default_shipping_amount,
     collect_creditmemo, create_creditmemo,

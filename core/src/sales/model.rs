@@ -646,3 +646,92 @@ impl RowParser {
         }
     }
 }
+
+/// A map keyed by order item id, written with string keys (JSON objects) and read back from
+/// them, also inside internally tagged enums (where serde cannot parse integer keys itself).
+pub mod item_map {
+    use std::collections::BTreeMap;
+
+    use rust_decimal::Decimal;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<u32, Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        let as_text: BTreeMap<String, Decimal> =
+            map.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        as_text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u32, Decimal>, D::Error> {
+        let raw = BTreeMap::<String, Decimal>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                k.trim()
+                    .parse::<u32>()
+                    .map(|id| (id, v))
+                    .map_err(|_| D::Error::custom(format!("order item id '{k}' is not a number")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rows_are_read_as_the_database_returns_them() {
+        let order = json!({"state": "new", "status": "pending", "base_to_order_rate": 1.5,
+            "grand_total": 15.0, "base_grand_total": 10.0, "shipping_amount": 0.0,
+            "base_shipping_amount": 0.0, "subtotal_invoiced": null});
+        let items = [json!({"item_id": 1, "qty_ordered": 2.0, "row_total": 15.0,
+            "base_row_total": 10.0, "tax_amount": 0.0, "base_tax_amount": 0.0})];
+        let config = json!({"algorithm": "UNIT_BASE_CALCULATION", "sales_display_shipping": 2,
+            "apply_tax_after_discount": 1, "apply_discount_on_prices_including_tax": 0});
+        let o = Order::from_magento(&order, &items, &config).expect("valid rows");
+        assert_eq!(o.base_to_order_rate, dec!(1.5));
+        assert_eq!(o.grand_total, Some(Amount2::new(dec!(15), dec!(10))));
+        // "0.0000" is kept apart from NULL
+        assert_eq!(o.shipping_amount, Some(Amount2::ZERO));
+        assert_eq!(o.subtotal_invoiced, None);
+        assert!(o.config.display_shipping_incl_tax());
+        assert!(o.config.shipping_incl_tax_with_tax_after_discount());
+        let item = &o.items[0];
+        // schema defaults of the counters: 0 where the column has one, NULL otherwise
+        assert_eq!(item.tax_invoiced, Some(Amount2::ZERO));
+        assert_eq!(item.tax_refunded, None);
+        assert_eq!(item.row_invoiced, Amount2::ZERO);
+        assert_eq!(item.qty_to_invoice(), dec!(2));
+    }
+
+    #[test]
+    fn every_malformed_field_is_reported() {
+        let order = json!({"state": "shipped", "grand_total": "abc"});
+        let items = [
+            json!({"item_id": 0, "qty_ordered": -1}),
+            json!({"item_id": 2, "qty_ordered": 1, "row_total": 1}),
+        ];
+        let config = json!({"sales_display_shipping": 7});
+        let Err(SalesError::Invalid { violations }) = Order::from_magento(&order, &items, &config)
+        else {
+            panic!("expected violations");
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "config.sales_display_shipping",
+                "order.state",
+                "order.grand_total",
+                "order_items[0].item_id",
+                "order_items[0].qty_ordered",
+                "order_items[0].row_total",
+            ]
+        );
+    }
+}

@@ -1,24 +1,15 @@
-//! PHP's numeric semantics that the sales documents depend on, on `Decimal`.
+//! PHP's handling of the values that enter a request, on `Decimal`:
 //!
-//! Magento computes documents in PHP doubles. Tillbridge computes them exactly, and reproduces
-//! the few places where PHP's behaviour differs from plain decimal arithmetic:
-//!
-//! * [`php_round2`]: `PriceCurrency::round()` is PHP `round($x, 2)`, which first pre-rounds the
-//!   double to 15 significant digits. On an exact decimal that matters only when the value carries
-//!   a remainder of a non-terminating division (`0.05 / 6 × 3 = 0.02499…9`): PHP sees `0.025`
-//!   and rounds up; so does [`php_round2`].
-//! * [`persist4`]: a `DECIMAL(p,4)` column stores the value rounded to 4 decimals.
 //! * [`php_qty_eq`]: `(string)(double)$a == (string)(double)$b`, the "is last" test of invoice
-//!   and credit-memo items (14 significant digits, then a numeric comparison).
+//!   and credit-memo items (14 significant digits, then a numeric comparison);
 //! * [`php_to_float`] and [`locale_get_number`]: how posted strings become numbers (`(float)$s`
-//!   and `Locale\Format::getNumber()` for the en_US locale).
+//!   and `Locale\Format::getNumber()` for the en_US locale);
+//! * [`stored_truthy`]: PHP truthiness of a stored column (`"0.0000"` is true);
+//! * [`persist4`]: what a `DECIMAL(p,4)` column keeps.
 //!
-//! These work on `Decimal` values; the double-precision emulation proper lives in
-//! [`crate::tax::php`].
+//! Arithmetic inside a request is PHP's double arithmetic: [`super::php_double`].
 
 use rust_decimal::{Decimal, RoundingStrategy};
-
-use crate::tax::php::round2;
 
 /// The largest scale a `Decimal` can hold.
 const MAX_SCALE: i64 = 28;
@@ -43,20 +34,6 @@ pub fn round_sig(x: Decimal, digits: u32) -> Decimal {
     };
     let dp = (i64::from(digits) - magnitude).clamp(0, MAX_SCALE);
     x.round_dp_with_strategy(dp as u32, RoundingStrategy::MidpointAwayFromZero)
-}
-
-/// `PriceCurrency::round()`: PHP 8.2 `round($x, 2)` including its pre-rounding to 15
-/// significant digits.
-#[inline]
-pub fn php_round2(x: Decimal) -> Decimal {
-    round2(round_sig(x, 15))
-}
-
-/// A price about to enter `Math\Calculator::deltaRound()`: the 15-significant-digit value PHP
-/// would see, so that a division remainder cannot tip a midpoint.
-#[inline]
-pub fn clean(x: Decimal) -> Decimal {
-    round_sig(x, 15)
 }
 
 /// What a `DECIMAL(p,4)` column stores (and returns on the next load): PHP's
@@ -155,16 +132,6 @@ pub fn stored_truthy<T>(v: &Option<T>) -> bool {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
-
-    #[test]
-    fn php_round2_pre_rounds_a_division_remainder() {
-        let noisy = dec!(0.05) / dec!(6) * dec!(3);
-        assert_ne!(noisy, dec!(0.025));
-        assert_eq!(round2(noisy), dec!(0.02));
-        assert_eq!(php_round2(noisy), dec!(0.03));
-        assert_eq!(php_round2(dec!(101.715)), dec!(101.72));
-        assert_eq!(php_round2(dec!(-15.455)), dec!(-15.46));
-    }
 
     #[test]
     fn round_sig_counts_leading_zeros_as_insignificant() {

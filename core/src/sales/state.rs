@@ -272,3 +272,133 @@ pub fn persist(o: &mut Order) {
         a4(&mut cm.grand_total);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::sales::fixtures::{Line, order};
+    use crate::sales::{
+        Adjustment, CreditmemoRequest, InvoiceRequest, create_creditmemo, create_invoice,
+    };
+
+    fn invoiced(o: &Order) -> Order {
+        create_invoice(o, &InvoiceRequest::all())
+            .expect("invoiced")
+            .1
+    }
+
+    fn refund_all(o: &Order, fee: Option<Decimal>) -> Order {
+        let request = CreditmemoRequest {
+            adjustment_negative: fee.map(Adjustment::Amount),
+            ..CreditmemoRequest::default()
+        };
+        create_creditmemo(o, &request).expect("refunded").1
+    }
+
+    #[test]
+    fn a_full_refund_closes_the_order() {
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(5),
+            dec!(1),
+            dec!(0),
+        ));
+        let f = flags(&o);
+        assert!(f.can_creditmemo && f.can_ship && !f.can_invoice);
+        assert_eq!(f.state, OrderState::Processing);
+        assert_eq!(f.refundable_leftover, dec!(28));
+        let closed = refund_all(&o, None);
+        let f = flags(&closed);
+        assert!(f.is_closed && !f.can_creditmemo && !f.can_ship);
+        assert_eq!(f.refundable_leftover, Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_leftover_equal_to_the_adjustment_fees_counts_as_nothing_left() {
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(5),
+            dec!(1),
+            dec!(0),
+        ));
+        let closed = refund_all(&o, Some(dec!(3)));
+        let f = flags(&closed);
+        assert_eq!(f.refundable_leftover, dec!(3));
+        assert!(!f.can_creditmemo);
+        assert!(f.is_closed);
+    }
+
+    #[test]
+    fn a_cent_left_keeps_the_order_complete() {
+        let o = invoiced(&order(
+            &[Line(2, dec!(20), dec!(2), dec!(0))],
+            dec!(5),
+            dec!(1),
+            dec!(0),
+        ));
+        let request = CreditmemoRequest {
+            adjustment_negative: Some(Adjustment::Amount(dec!(0.01))),
+            ..CreditmemoRequest::default()
+        };
+        let (_, after) = create_creditmemo(&o, &request).expect("refunded");
+        // The fee case only applies to the whole leftover: 0.01 left == 0.01 fee closes too.
+        assert!(flags(&after).is_closed);
+        let mut shy = o.clone();
+        shy.total_paid = Some(Amount2::new(dec!(28.01), dec!(28.01)));
+        let after = refund_all(&shy, None);
+        let f = flags(&after);
+        assert_eq!(f.refundable_leftover.round_dp(10), dec!(0.01)); // a PHP double
+        assert!(f.can_creditmemo);
+        assert_eq!(f.state, OrderState::Complete);
+    }
+
+    #[test]
+    fn a_zero_total_order_can_be_credit_memoed_once_and_then_closes() {
+        // 100 % discount, free shipping: grand total 0.
+        let o = invoiced(&order(
+            &[Line(1, dec!(10), dec!(0), dec!(10))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        ));
+        assert_eq!(o.total_paid.map(|p| p.value), Some(Decimal::ZERO));
+        // canCreditmemoForZeroTotal: nothing due, nothing refunded yet (NULL != "0.0000").
+        assert!(can_creditmemo(&o, Loaded::FromDatabase));
+        let closed = refund_all(&o, None);
+        assert!(!can_creditmemo(&closed, Loaded::FromDatabase));
+        assert!(flags(&closed).is_closed);
+    }
+
+    #[test]
+    fn closed_and_held_orders_cannot_be_credit_memoed() {
+        let mut o = invoiced(&order(
+            &[Line(1, dec!(10), dec!(0), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        ));
+        o.state = OrderState::Closed;
+        assert!(!can_creditmemo(&o, Loaded::FromDatabase));
+        o.state = OrderState::Holded;
+        assert!(!can_creditmemo(&o, Loaded::FromDatabase));
+        assert!(!can_invoice(&o));
+    }
+
+    #[test]
+    fn persisting_keeps_four_decimals() {
+        let mut o = order(
+            &[Line(1, dec!(10), dec!(0), dec!(0))],
+            dec!(0),
+            dec!(0),
+            dec!(0),
+        );
+        o.total_paid = Some(Amount2::new(
+            dec!(23.799999999999997),
+            dec!(101.71499999999999),
+        ));
+        persist(&mut o);
+        assert_eq!(o.total_paid, Some(Amount2::new(dec!(23.8), dec!(101.715))));
+    }
+}
