@@ -188,6 +188,11 @@ impl fmt::Display for MappingProblem {
     }
 }
 
+/// How Commerce compares SKUs: case-insensitively (MySQL's `_ci` collation on `sku`).
+pub fn sku_key(sku: &Sku) -> String {
+    sku.as_str().to_lowercase()
+}
+
 fn problem(kind: MappingProblemKind, subject: ProblemSubject, message: String) -> MappingProblem {
     MappingProblem {
         kind,
@@ -275,11 +280,17 @@ fn table_problems(table: &MappingTable) -> Vec<MappingProblem> {
     }
 
     let mut by_variation: BTreeMap<&PosVariationId, BTreeSet<&Sku>> = BTreeMap::new();
-    let mut by_sku: BTreeMap<&Sku, BTreeSet<&PosVariationId>> = BTreeMap::new();
+    // Magento compares SKUs case-insensitively (MySQL collation), so `ABC` and `abc` are one
+    // product; the first spelling met is the one named.
+    let mut by_sku: BTreeMap<String, (&Sku, BTreeSet<&PosVariationId>)> = BTreeMap::new();
     let mut variation_rows: BTreeMap<&PosVariationId, usize> = BTreeMap::new();
     for m in &table.items {
         by_variation.entry(&m.variation).or_default().insert(&m.sku);
-        by_sku.entry(&m.sku).or_default().insert(&m.variation);
+        by_sku
+            .entry(sku_key(&m.sku))
+            .or_insert_with(|| (&m.sku, BTreeSet::new()))
+            .1
+            .insert(&m.variation);
         *variation_rows.entry(&m.variation).or_default() += 1;
     }
     for (var, n) in &variation_rows {
@@ -301,7 +312,7 @@ fn table_problems(table: &MappingTable) -> Vec<MappingProblem> {
             ));
         }
     }
-    for (sku, vars) in &by_sku {
+    for (sku, vars) in by_sku.values() {
         if vars.len() > 1 {
             let vars: Vec<PosVariationId> = vars.iter().map(|v| (*v).clone()).collect();
             out.push(problem(
@@ -437,7 +448,7 @@ pub fn validate(
     // Items.
     let pos_variations: BTreeMap<&PosVariationId, &PosVariation> =
         pos.variations.iter().map(|v| (&v.id, v)).collect();
-    let commerce_skus: BTreeSet<&Sku> = commerce.skus.iter().collect();
+    let commerce_skus: BTreeSet<String> = commerce.skus.iter().map(sku_key).collect();
     let mapped_variations: BTreeSet<&PosVariationId> =
         table.items.iter().map(|m| &m.variation).collect();
     let mut seen_items = BTreeSet::new();
@@ -450,7 +461,7 @@ pub fn validate(
             sku: Some(m.sku.clone()),
             ..Default::default()
         };
-        if !commerce_skus.contains(&m.sku) {
+        if !commerce_skus.contains(&sku_key(&m.sku)) {
             out.push(problem(
                 SkuMissingInCommerce,
                 subject.clone(),
@@ -551,7 +562,8 @@ pub struct MappingIndex {
     stores: BTreeMap<StoreCode, PosLocationId>,
     sources: BTreeMap<SourceCode, PosLocationId>,
     skus: BTreeMap<PosVariationId, Sku>,
-    variations: BTreeMap<Sku, PosVariationId>,
+    /// By [`sku_key`]: Magento's SKUs are case-insensitive.
+    variations: BTreeMap<String, PosVariationId>,
     taxes: BTreeMap<PosTaxId, TaxClass>,
 }
 
@@ -571,7 +583,7 @@ impl MappingIndex {
         }
         for m in &table.items {
             idx.skus.insert(m.variation.clone(), m.sku.clone());
-            idx.variations.insert(m.sku.clone(), m.variation.clone());
+            idx.variations.insert(sku_key(&m.sku), m.variation.clone());
         }
         for m in &table.taxes {
             idx.taxes.insert(m.pos_tax.clone(), m.tax_class.clone());
@@ -600,7 +612,7 @@ impl MappingIndex {
     }
 
     pub fn variation_for(&self, sku: &Sku) -> Option<&PosVariationId> {
-        self.variations.get(sku)
+        self.variations.get(&sku_key(sku))
     }
 
     pub fn tax_class_for(&self, tax: &PosTaxId) -> Option<&TaxClass> {

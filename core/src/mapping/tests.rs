@@ -272,3 +272,23 @@ fn problems_serialise_with_snake_case_kinds() {
     assert_eq!(json[0]["severity"], "error");
     assert_eq!(json[0]["subject"]["pos_locations"][0], "L1");
 }
+
+#[test]
+fn skus_compare_case_insensitively_as_magento_does() {
+    let mut table = clean_table();
+    table.items = vec![imap("V1", "sku-1"), imap("V2", "SKU-1")];
+    let mut commerce = commerce_side();
+    commerce.skus = vec![Sku::parse("Sku-1").unwrap()];
+    let problems = validate(&table, &pos_side(), &commerce);
+    let kinds: Vec<MappingProblemKind> = problems.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, vec![SkuUsedByTwoVariations]);
+    assert_eq!(problems[0].subject.variations.len(), 2);
+
+    table.items = vec![imap("V1", "sku-1"), imap("V2", "SKU-2")];
+    let idx = MappingIndex::build(&table).unwrap();
+    assert_eq!(
+        idx.variation_for(&Sku::parse("SKU-1").unwrap())
+            .map(|v| v.as_str()),
+        Some("V1")
+    );
+}
