@@ -144,7 +144,7 @@ impl Money {
         Decimal::new(self.minor, self.currency.exponent())
     }
 
-    /// Sum of two amounts of the same currency; `None` on overflow.
+    /// Sum of two amounts of the same currency; an error on a currency mismatch or overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch {

@@ -155,4 +155,44 @@ mod tests {
         }
         assert_eq!(forward, backward);
     }
+
+    proptest::proptest! {
+        /// Any delivery order of observations with distinct instants ends in the same book,
+        /// holding for each variation the observation with the latest `as_of`.
+        #[test]
+        fn any_delivery_order_keeps_the_newest_level(
+            obs in proptest::collection::btree_map((0u8..4, 0i64..50), 0i64..20, 1..30),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let levels: Vec<StockLevel> = obs
+                .iter()
+                .map(|((v, ms), q)| level(&format!("V{v}"), Decimal::from(*q), *ms))
+                .collect();
+            let mut shuffled = levels.clone();
+            // A deterministic shuffle from the seed (Fisher-Yates with an LCG).
+            let mut state = seed;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let j = (state >> 33) as usize % (i + 1);
+                shuffled.swap(i, j);
+            }
+            let mut a = StockBook::new();
+            let mut b = StockBook::new();
+            for l in levels.iter().cloned() {
+                a.apply(l);
+            }
+            for l in shuffled {
+                b.apply(l);
+            }
+            proptest::prop_assert_eq!(&a, &b);
+            for held in a.iter() {
+                let newest = levels
+                    .iter()
+                    .filter(|l| l.variation == held.variation)
+                    .max_by_key(|l| l.as_of)
+                    .map(|l| (l.available, l.as_of));
+                proptest::prop_assert_eq!(Some((held.available, held.as_of)), newest);
+            }
+        }
+    }
 }
