@@ -790,6 +790,18 @@ async fn non_utf8_and_empty_and_unknown_files_are_rejected_never_deleted() {
     assert_eq!(unknown["errors"][0]["kind"], "unknown_file_kind");
     let outcomes: Vec<FileOutcome> = conn.ledger().unwrap().iter().map(|e| e.outcome).collect();
     assert_eq!(outcomes, vec![FileOutcome::Rejected; 3]);
+
+    // The same unusable file again: a duplicate, kept beside the first in rejected/.
+    drop_file(&dir, "prices_20250601.csv", b"sku,price\nSKU-1,2.00\n");
+    poll_once(&conn, &inbox, Feed::Sales).await.unwrap();
+    let last = conn.ledger().unwrap().pop().unwrap();
+    assert_eq!(last.outcome, FileOutcome::Duplicate);
+    let short = &last.sha256[..12];
+    assert!(
+        files_in(&dir.watch().join("rejected"))
+            .contains(&format!("prices_20250601.duplicate-{short}.csv"))
+    );
+    assert!(files_in(&dir.watch()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -833,7 +833,16 @@ fn record_and_move(
     records: usize,
     errors: &[RecordError],
 ) -> Result<(), PosError> {
-    let dir = if outcome == FileOutcome::Rejected {
+    // A duplicate goes beside the file it repeats.
+    let rejected = match outcome {
+        FileOutcome::Rejected => true,
+        FileOutcome::Processed => false,
+        FileOutcome::Duplicate => st
+            .done
+            .get(key)
+            .is_some_and(|e| e.outcome == FileOutcome::Rejected),
+    };
+    let dir = if rejected {
         &config.rejected_dir
     } else {
         &config.processed_dir
@@ -989,9 +998,9 @@ fn finalize(config: &FileDropConfig, st: &mut State, key: &FileRef) -> Result<()
         );
     }
     let Some(parsed) = parsed else {
-        return Err(PosError::Internal {
-            message: format!("{}: committed but can no longer be read", key.name),
-        });
+        // Its batch is stored, but the file can no longer be classified (the configuration
+        // changed since): set it aside as processed rather than block the feed.
+        return record_and_move(config, st, key, None, FileOutcome::Processed, None, 0, &[]);
     };
     let outcome = if parsed.rejected {
         FileOutcome::Rejected
