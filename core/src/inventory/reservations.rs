@@ -304,6 +304,64 @@ impl Inventory {
     }
 }
 
+impl Inventory {
+    /// The legacy `StockManagement::revertProductsSale($items, $websiteId)` as MSI replaces it
+    /// (`ProcessRevertProductsSalePlugin`): `+qty` per source-managed item for the website's
+    /// stock, event `revert_products_sale` / `legacy_stock_management_api`.
+    pub fn legacy_revert_products_sale(
+        &mut self,
+        website: &WebsiteCode,
+        items: &[(Sku, Decimal)],
+    ) -> Result<(), MagentoError> {
+        let items: Vec<(Sku, Decimal)> = items
+            .iter()
+            .filter(|(sku, _)| {
+                self.product(sku)
+                    .is_some_and(|p| p.product_type.allows_source_items())
+            })
+            .cloned()
+            .collect();
+        self.place_reservations_for_sales_event(
+            &items,
+            website,
+            &SalesEvent {
+                event_type: "revert_products_sale".to_owned(),
+                object_type: "legacy_stock_management_api".to_owned(),
+                object_id: "none".to_owned(),
+                object_increment_id: String::new(),
+            },
+        )
+    }
+
+    /// The legacy `StockManagement::backItemQty($productId, $qty, $scopeId)` as MSI replaces it
+    /// (`ProcessBackItemQtyPlugin`): `+qty` for the website's stock, event `back_item_qty`.
+    /// SKUs unknown to the catalog are ignored.
+    pub fn legacy_back_item_qty(
+        &mut self,
+        website: &WebsiteCode,
+        sku: &Sku,
+        qty: Decimal,
+    ) -> Result<(), MagentoError> {
+        let Some(product) = self.product(sku) else {
+            return Ok(());
+        };
+        if !product.product_type.allows_source_items() {
+            return Ok(());
+        }
+        let sku = product.sku.clone();
+        self.place_reservations_for_sales_event(
+            &[(sku, qty)],
+            website,
+            &SalesEvent {
+                event_type: "back_item_qty".to_owned(),
+                object_type: "legacy_stock_management_api".to_owned(),
+                object_id: "none".to_owned(),
+                object_increment_id: String::new(),
+            },
+        )
+    }
+}
+
 /// `JSON_EXTRACT(metadata, '$.<field>')`: the field's JSON value, `None` for NULL.
 pub(crate) fn metadata_field(metadata: Option<&str>, field: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(metadata?).ok()?;

@@ -359,7 +359,7 @@ fn results_json(r: super::search::SearchResults) -> Value {
 
 // ----- inputs ------------------------------------------------------------------------------------
 
-fn source_input(v: &Value) -> Result<SourceInput, MagentoError> {
+pub(crate) fn source_input(v: &Value) -> Result<SourceInput, MagentoError> {
     Ok(SourceInput {
         source_code: get_string(v, "source_code")?,
         name: get_string(v, "name")?,
@@ -381,7 +381,7 @@ fn source_input(v: &Value) -> Result<SourceInput, MagentoError> {
     })
 }
 
-fn stock_input(v: &Value) -> Result<StockInput, MagentoError> {
+pub(crate) fn stock_input(v: &Value) -> Result<StockInput, MagentoError> {
     let channels = match field(v, "extension_attributes").map(|e| get_array(e, "sales_channels")) {
         Some(r) => r?.map(|list| {
             list.iter()
