@@ -79,7 +79,7 @@ fn workload(tax_included: bool) -> Vec<LineInput> {
                     cents * 10i64.pow(scale as u32 - 2) + (state >> 30) as i64 % 10,
                     scale as u32,
                 ),
-                discount_amount: if (state >> 40) % 3 == 0 {
+                discount_amount: if (state >> 40).is_multiple_of(3) {
                     Decimal::new(((state >> 44) % 500) as i64, 2)
                 } else {
                     Decimal::ZERO
