@@ -392,6 +392,43 @@ impl Order {
     }
 }
 
+impl Order {
+    /// Attach the order's earlier documents as the database returns them (`sales_invoice` and
+    /// `sales_creditmemo` rows), for an order that is not new: later invoices read the invoices'
+    /// `shipping_amount`, `discount_amount` and `state` (3 = canceled), later credit memos the
+    /// memos' `shipping_incl_tax` / `base_shipping_incl_tax`, and `canCreditmemo()` of a
+    /// zero-total order whether any memo exists.
+    pub fn with_documents(
+        mut self,
+        invoices: &[Value],
+        creditmemos: &[Value],
+    ) -> Result<Order, SalesError> {
+        let mut p = RowParser::default();
+        for (i, row) in invoices.iter().enumerate() {
+            let ctx = format!("invoices[{i}]");
+            let state = p.opt(row, &ctx, "state");
+            self.invoices.push(InvoiceRecord {
+                shipping_amount: p.opt(row, &ctx, "shipping_amount"),
+                discount_amount: p.opt(row, &ctx, "discount_amount"),
+                grand_total: p
+                    .pair(row, &ctx, "grand_total", "base_grand_total")
+                    .unwrap_or_default(),
+                is_canceled: state == Some(Decimal::from(3)),
+            });
+        }
+        for (i, row) in creditmemos.iter().enumerate() {
+            let ctx = format!("creditmemos[{i}]");
+            self.creditmemos.push(CreditmemoRecord {
+                shipping_incl_tax: p.pair(row, &ctx, "shipping_incl_tax", "base_shipping_incl_tax"),
+                grand_total: p
+                    .pair(row, &ctx, "grand_total", "base_grand_total")
+                    .unwrap_or_default(),
+            });
+        }
+        p.finish().map(|()| self)
+    }
+}
+
 /// Collects every violation while reading rows.
 #[derive(Debug, Default)]
 struct RowParser {
@@ -707,6 +744,29 @@ mod tests {
         assert_eq!(item.tax_refunded, None);
         assert_eq!(item.row_invoiced, Amount2::ZERO);
         assert_eq!(item.qty_to_invoice(), dec!(2));
+    }
+
+    #[test]
+    fn earlier_documents_are_attached_from_their_rows() {
+        let order = json!({"state": "processing", "grand_total": 10.0, "base_grand_total": 10.0});
+        let items = [
+            json!({"item_id": 1, "qty_ordered": 2.0, "qty_invoiced": 1.0, "row_total": 10.0,
+            "base_row_total": 10.0}),
+        ];
+        let o = Order::from_magento(&order, &items, &json!({}))
+            .and_then(|o| {
+                o.with_documents(
+                    &[json!({"shipping_amount": "0.0000", "discount_amount": "0.0000", "state": 2,
+                        "grand_total": 5.0, "base_grand_total": 5.0})],
+                    &[json!({"shipping_incl_tax": null, "base_shipping_incl_tax": null, "grand_total": 1.0})],
+                )
+            })
+            .expect("valid rows");
+        assert_eq!(o.invoices[0].shipping_amount, Some(Decimal::ZERO));
+        assert!(!o.invoices[0].is_canceled);
+        assert_eq!(o.creditmemos[0].shipping_incl_tax, None);
+        let bad = o.with_documents(&[json!({"shipping_amount": "x"})], &[]);
+        assert!(matches!(bad, Err(SalesError::Invalid { .. })));
     }
 
     #[test]
