@@ -114,7 +114,7 @@ impl Inventory {
             let product = self
                 .products
                 .get_mut(&sku.key())
-                .ok_or_else(|| product_not_found())?;
+                .ok_or_else(product_not_found)?;
             if replace {
                 product.websites = websites.to_vec();
             } else {

@@ -508,7 +508,7 @@ mod tests {
     fn exact_division_tolerates_float_noise_like_magento() {
         assert!(exact_division_is_zero(dec!(9), dec!(3)));
         assert!(!exact_division_is_zero(dec!(1), dec!(3)));
-        assert!(exact_division_is_zero(dec!(0.9999), dec!(1)) == false);
+        assert!(!exact_division_is_zero(dec!(0.9999), dec!(1)));
         assert!(exact_division_is_zero(dec!(2.99999), dec!(3)));
     }
 }

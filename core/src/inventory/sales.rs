@@ -596,10 +596,10 @@ impl Inventory {
         loop {
             self.sales.next_increment += 1;
             let text = format!("{:09}", self.sales.next_increment);
-            if self.order_by_increment_id(&text).is_none() {
-                if let Ok(id) = OrderIncrementId::parse(&text) {
-                    return id;
-                }
+            if self.order_by_increment_id(&text).is_none()
+                && let Ok(id) = OrderIncrementId::parse(&text)
+            {
+                return id;
             }
         }
     }
@@ -944,13 +944,12 @@ impl Inventory {
     fn sku_from_order_item(&self, item: &OrderItem) -> String {
         let allowed = super::ids::ProductType::parse(&item.product_type)
             .is_some_and(|t| t.allows_source_items());
-        if allowed {
-            if let Some(p) = item
+        if allowed
+            && let Some(p) = item
                 .product_id
                 .and_then(|pid| self.products.values().find(|p| p.product_id == pid))
-            {
-                return p.sku.as_str().to_owned();
-            }
+        {
+            return p.sku.as_str().to_owned();
         }
         item.sku.clone()
     }
@@ -1179,12 +1178,11 @@ impl Inventory {
             Some(list) => {
                 for line in list {
                     let mut item_id = self.resolve_item(&order, &line.item)?;
-                    if let Some(item) = order.item(item_id) {
-                        if order.is_dummy(item, true) {
-                            if let Some(p) = order.parent_of(item) {
-                                item_id = p.item_id;
-                            }
-                        }
+                    if let Some(item) = order.item(item_id)
+                        && order.is_dummy(item, true)
+                        && let Some(p) = order.parent_of(item)
+                    {
+                        item_id = p.item_id;
                     }
                     let item = order.item(item_id).ok_or_else(entity_not_found)?;
                     let q = line.qty.unwrap_or_else(|| item.qty_to_ship());

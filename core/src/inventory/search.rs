@@ -241,37 +241,6 @@ fn matches(row: &Value, f: &Filter) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn groups_and_across_or_within_and_pages_clamp() {
-        let rows = vec![
-            json!({"sku": "A", "quantity": 5.5}),
-            json!({"sku": "A", "quantity": 3}),
-            json!({"sku": "B", "quantity": 10}),
-        ];
-        let mut c = SearchCriteria::equals(&[("sku", "a".to_owned())]);
-        c.sort_orders.push(SortOrder {
-            field: "quantity".to_owned(),
-            direction: "DESC".to_owned(),
-        });
-        c.page_size = Some(1);
-        c.current_page = Some(2);
-        let r = c.apply(rows.clone());
-        assert_eq!(r.total_count, 2);
-        assert_eq!(r.items, vec![json!({"sku": "A", "quantity": 3})]);
-        c.current_page = Some(9);
-        assert_eq!(
-            c.apply(rows).items,
-            vec![json!({"sku": "A", "quantity": 3})]
-        );
-        assert!(like("SKU-12", "sku-%"));
-    }
-}
-
 use super::ids::StockId;
 use super::model::Inventory;
 
@@ -337,4 +306,35 @@ pub fn stock_json(stock_id: StockId, name: &str, channels: &[super::model::Sales
         "name": name,
         "extension_attributes": {"sales_channels": channels},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn groups_and_across_or_within_and_pages_clamp() {
+        let rows = vec![
+            json!({"sku": "A", "quantity": 5.5}),
+            json!({"sku": "A", "quantity": 3}),
+            json!({"sku": "B", "quantity": 10}),
+        ];
+        let mut c = SearchCriteria::equals(&[("sku", "a".to_owned())]);
+        c.sort_orders.push(SortOrder {
+            field: "quantity".to_owned(),
+            direction: "DESC".to_owned(),
+        });
+        c.page_size = Some(1);
+        c.current_page = Some(2);
+        let r = c.apply(rows.clone());
+        assert_eq!(r.total_count, 2);
+        assert_eq!(r.items, vec![json!({"sku": "A", "quantity": 3})]);
+        c.current_page = Some(9);
+        assert_eq!(
+            c.apply(rows).items,
+            vec![json!({"sku": "A", "quantity": 3})]
+        );
+        assert!(like("SKU-12", "sku-%"));
+    }
 }

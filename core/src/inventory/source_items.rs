@@ -177,7 +177,7 @@ impl Inventory {
             .source_items_for_sku(sku)
             .into_iter()
             .next()
-            .ok_or_else(|| MagentoError::input_data_is_empty())?;
+            .ok_or_else(MagentoError::input_data_is_empty)?;
         self.write_source_items(&[first]);
         Ok(())
     }
@@ -569,10 +569,10 @@ impl Inventory {
                 if let Some((q, s)) = origin_after {
                     self.sync_legacy_from_default_items(&[(item.sku.clone(), q, s.in_stock())]);
                 }
-            } else if destination_code.is_default() {
-                if let Some(q) = dest_after {
-                    self.sync_legacy_from_default_items(&[(item.sku.clone(), q, true)]);
-                }
+            } else if destination_code.is_default()
+                && let Some(q) = dest_after
+            {
+                self.sync_legacy_from_default_items(&[(item.sku.clone(), q, true)]);
             }
             changed.push(okey);
             changed.push(dkey);

@@ -488,12 +488,12 @@ impl Inventory {
             )));
         }
         let id = StockId::parse(stock_id).ok();
-        if let Some(id) = id {
-            if self.channels.values().any(|s| *s == id) {
-                return Err(MagentoError::could_not_delete(Phrase::new(
-                    "Stock has at least one sale channel and could not be deleted.",
-                )));
-            }
+        if let Some(id) = id
+            && self.channels.values().any(|s| *s == id)
+        {
+            return Err(MagentoError::could_not_delete(Phrase::new(
+                "Stock has at least one sale channel and could not be deleted.",
+            )));
         }
         let Some(id) = id.filter(|i| self.stocks.contains_key(i)) else {
             return Err(MagentoError::no_such_entity(Phrase::named(
@@ -526,8 +526,8 @@ impl Inventory {
 
     // ----- stock-source links --------------------------------------------------------------
 
-    /// `StockSourceLinksSaveInterface`: validates every link (source code, stock id, priority
-    /// > 0, nothing may touch the default source or stock except `default`→1), then upserts
+    /// `StockSourceLinksSaveInterface`: validates every link (source code, stock id, a priority
+    /// above 0, nothing may touch the default source or stock except `default`→1), then upserts
     /// priorities. Link changes only invalidate the index (rows change at the next reindex).
     pub fn save_stock_source_links(&mut self, links: &[LinkInput]) -> Result<(), MagentoError> {
         if links.is_empty() {
@@ -691,11 +691,7 @@ mod tests {
                 ..SourceInput::default()
             })
             .unwrap_err();
-        let raw: Vec<String> = err
-            .errors
-            .iter()
-            .map(|e| format!("{}", e.render()))
-            .collect();
+        let raw: Vec<String> = err.errors.iter().map(|e| e.render()).collect();
         assert_eq!(
             raw,
             vec![

@@ -16,6 +16,10 @@
 //!
 //! Nothing here reads files: the caller passes the parsed JSON.
 
+// Failures are rich, cold-path reports (raw and rendered message, REST body); boxing them
+// would only add noise to every executor.
+#![allow(clippy::result_large_err)]
+
 mod model_executor;
 
 use std::collections::BTreeMap;
@@ -1435,10 +1439,10 @@ impl Runner<'_> {
         let r = |id: &IdOrAlias| self.resolve(id);
         match &mut op.kind {
             OpKind::CreateStock { stock_id, .. } => {
-                if let IdOrAlias::Alias(a) = stock_id {
-                    if let Some(i) = self.aliases.get(a) {
-                        *stock_id = IdOrAlias::Id(*i);
-                    }
+                if let IdOrAlias::Alias(a) = stock_id
+                    && let Some(i) = self.aliases.get(a)
+                {
+                    *stock_id = IdOrAlias::Id(*i);
                 }
             }
             OpKind::DeleteStock { stock_id } | OpKind::AssignSalesChannels { stock_id, .. } => {
@@ -1468,10 +1472,10 @@ impl Runner<'_> {
             OpKind::CreateCompensation { argument } => *argument = self.substitute_text(argument),
             OpKind::AppendReservations { reservations } => {
                 for res in reservations.iter_mut() {
-                    if let Some(Value::String(a)) = res.get("stock_id") {
-                        if let Some(i) = self.aliases.get(a) {
-                            res["stock_id"] = json!(i);
-                        }
+                    if let Some(Value::String(a)) = res.get("stock_id")
+                        && let Some(i) = self.aliases.get(a)
+                    {
+                        res["stock_id"] = json!(i);
                     }
                 }
             }
@@ -1817,21 +1821,22 @@ fn error_mismatch(expected: &ExpectedError, actual: &OpFailure) -> Option<(Strin
     if actual.unsupported {
         return Some((describe_error(expected), actual.rendered.clone()));
     }
-    if let Some(s) = expected.http_status {
-        if actual.http_status != Some(s) {
-            return Some((
-                format!("status {s}"),
-                format!("status {:?} ({})", actual.http_status, actual.rendered),
-            ));
-        }
+    if let Some(s) = expected.http_status
+        && actual.http_status != Some(s)
+    {
+        return Some((
+            format!("status {s}"),
+            format!("status {:?} ({})", actual.http_status, actual.rendered),
+        ));
     }
-    if let Some(m) = &expected.message {
-        if *m != actual.message && *m != actual.rendered {
-            return Some((
-                format!("message {m:?}"),
-                format!("message {:?}", actual.message),
-            ));
-        }
+    if let Some(m) = &expected.message
+        && *m != actual.message
+        && *m != actual.rendered
+    {
+        return Some((
+            format!("message {m:?}"),
+            format!("message {:?}", actual.message),
+        ));
     }
     if let Some(p) = &expected.parameters {
         let a = actual.parameters.clone().unwrap_or(Value::Null);
