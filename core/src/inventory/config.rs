@@ -91,6 +91,11 @@ impl GlobalConfig {
             .insert(path.to_owned(), value.to_owned());
     }
 
+    /// Every default-scope value (path, value).
+    pub fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The default-scope value of a path.
     pub fn get(&self, path: &str) -> Option<&str> {
         self.values.get(path).map(String::as_str)
@@ -458,6 +463,29 @@ pub struct StockItemFields {
 }
 
 impl StockItemFields {
+    /// Every configuration column of a legacy row (not `qty` / `is_in_stock`).
+    pub fn from_item(item: &LegacyStockItem) -> Self {
+        Self {
+            manage_stock: Some(item.manage_stock),
+            use_config_manage_stock: Some(item.use_config_manage_stock),
+            backorders: Some(item.backorders),
+            use_config_backorders: Some(item.use_config_backorders),
+            min_qty: Some(item.min_qty),
+            use_config_min_qty: Some(item.use_config_min_qty),
+            min_sale_qty: Some(item.min_sale_qty),
+            use_config_min_sale_qty: Some(item.use_config_min_sale_qty),
+            max_sale_qty: Some(item.max_sale_qty),
+            use_config_max_sale_qty: Some(item.use_config_max_sale_qty),
+            enable_qty_increments: Some(item.enable_qty_increments),
+            use_config_enable_qty_inc: Some(item.use_config_enable_qty_inc),
+            qty_increments: Some(item.qty_increments),
+            use_config_qty_increments: Some(item.use_config_qty_increments),
+            is_qty_decimal: Some(item.is_qty_decimal),
+            qty: None,
+            is_in_stock: None,
+        }
+    }
+
     /// Writes the given fields onto a legacy row as they are (a legacy repository save).
     pub fn apply_raw(&self, item: &mut LegacyStockItem) {
         macro_rules! set {

@@ -80,6 +80,8 @@ pub mod search;
 pub mod source_items;
 pub mod ssa;
 pub mod structure;
+#[cfg(test)]
+mod tests;
 pub mod vectors;
 pub mod webapi;
 

@@ -447,6 +447,106 @@ impl Inventory {
         Ok(inv)
     }
 
+    /// Exports the facts a [`Snapshot`] holds (configuration, websites, sources, stocks,
+    /// links, products with their stock configuration, source items, reservations, orders that
+    /// are not complete, closed or canceled).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            config: self
+                .config
+                .values()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            websites: self
+                .websites
+                .iter()
+                .filter(|w| w.code.as_str() != "base")
+                .map(|w| w.code.clone())
+                .collect(),
+            sources: self
+                .sources
+                .values()
+                .filter(|s| !s.source_code.is_default())
+                .map(|s| SnapshotSource {
+                    source_code: s.source_code.clone(),
+                    name: Some(s.name.clone()),
+                    enabled: s.enabled,
+                })
+                .collect(),
+            stocks: self
+                .list_stocks()
+                .into_iter()
+                .filter(|s| !s.stock_id.is_default())
+                .map(|s| SnapshotStock {
+                    stock_id: s.stock_id,
+                    name: Some(s.name),
+                    websites: s
+                        .sales_channels
+                        .iter()
+                        .filter_map(|c| WebsiteCode::parse(&c.code).ok())
+                        .collect(),
+                })
+                .collect(),
+            links: self
+                .links
+                .iter()
+                .filter(|l| !(l.stock_id.is_default() && l.source_code.is_default()))
+                .map(|l| SnapshotLink {
+                    stock_id: l.stock_id,
+                    source_code: l.source_code.clone(),
+                    priority: l.priority,
+                })
+                .collect(),
+            products: self
+                .products
+                .values()
+                .map(|p| SnapshotProduct {
+                    sku: p.sku.clone(),
+                    product_type: p.product_type.clone(),
+                    stock_item: StockItemFields::from_item(&p.stock_item),
+                    children: p.children.clone(),
+                })
+                .collect(),
+            source_items: self.source_items(),
+            reservations: self
+                .reservations
+                .iter()
+                .map(|r| SnapshotReservation {
+                    stock_id: r.stock_id,
+                    sku: r.sku.clone(),
+                    quantity: r.quantity,
+                    metadata: r.metadata.clone(),
+                })
+                .collect(),
+            orders: self
+                .sales
+                .orders
+                .iter()
+                .filter(|o| !o.state.is_final())
+                .map(|o| SnapshotOrder {
+                    increment_id: o.increment_id.clone(),
+                    website: o.website.clone(),
+                    state: o.state,
+                    items: o
+                        .items
+                        .iter()
+                        .filter(|i| i.parent_item_id.is_none())
+                        .filter_map(|i| {
+                            Some(SnapshotOrderItem {
+                                sku: Sku::parse(&i.sku).ok()?,
+                                qty_ordered: i.qty_ordered,
+                                qty_invoiced: i.qty_invoiced,
+                                qty_shipped: i.qty_shipped,
+                                qty_refunded: i.qty_refunded,
+                                qty_canceled: i.qty_canceled,
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
     fn set_item_progress(&mut self, id: super::sales::OrderId, items: &[SnapshotOrderItem]) {
         if let Some(order) = self.sales.orders.iter_mut().find(|o| o.entity_id == id) {
             for (item, progress) in order.items.iter_mut().zip(items) {
