@@ -20,6 +20,7 @@
 
 pub mod inventory;
 pub mod mapping;
+pub mod php;
 pub mod pos;
 pub mod sales;
 pub mod tax;

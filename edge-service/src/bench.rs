@@ -22,7 +22,7 @@ use tillbridge_core::tax::calculator::{
     Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
 };
 use tillbridge_core::tax::conformance::RunOptions;
-use tillbridge_core::tax::php::round2;
+use tillbridge_core::php::round2;
 use tillbridge_core::tax::rates::{AppliedRate, RateGroup};
 use tillbridge_core::tax::{
     Algorithm, QuoteDetails, QuoteDetailsItem, TaxAddress, TaxClass, TaxEngine, TaxRate,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::creditmemo::{Adjustment, Creditmemo, CreditmemoRequest, collect_creditmemo};
 use super::invoice::{Invoice, InvoiceRequest};
 use super::model::{Order, OrderState};
-use super::php_double::{D2, Dbl};
+use crate::php::double::{D2, Dbl};
 use super::state::{self, OrderFlags};
 use super::{
     Document, RejectionStage, SalesError, Violation, admin_default_shipping_amount,

@@ -13,11 +13,12 @@ use serde_json::Value;
 
 use super::model::{CreditmemoRecord, Order, OrderItem, Pair};
 use super::num::{locale_get_number, php_qty_eq, php_to_float};
-use super::php_double::{Calculator, D2, Dbl};
 use super::state::{self, Loaded, persist};
 use super::{Document, Rejection, RejectionStage};
-use crate::tax::documents::{Amount2, php_ge};
-use crate::tax::rounding::DocRoundType;
+use crate::php::double::{Calculator, D2, Dbl};
+use crate::tax::documents::{
+    Amount2, CreditmemoBefore, DocLine, OrderItemTax, OrderTaxForCreditmemo, creditmemo_tax,
+};
 
 /// A posted adjustment: an amount in base currency, or a percentage of the order's grand total
 /// (`"N%"`, which Magento takes from the order-currency grand total, even for the base amount).
@@ -475,10 +476,11 @@ struct TaxStep {
     partial_shipping_refund: bool,
 }
 
-/// `Creditmemo\Total\Tax::collect()` for an order-based memo, on the double path; the same
-/// algorithm as [`crate::tax::documents::creditmemo_tax`] (which the unit tests hold it
-/// against), including PHP's `DivisionByZeroError` when the order has no shipping amount but
-/// the pro-rata shipping branch runs (magento/magento2 #36800).
+/// `Creditmemo\Total\Tax::collect()` for an order-based memo:
+/// [`crate::tax::documents::creditmemo_tax`] on this document's rounder, with the order as the
+/// database returns it (`shipping_discount_tax_compensation_refunded` is not a column, so it
+/// reads NULL), and PHP's `DivisionByZeroError` when the order has no shipping amount but the
+/// pro-rata shipping branch runs (magento/magento2 #36800).
 fn tax_step(
     order: &Order,
     lines: &[(&OrderItem, Decimal, bool)],
@@ -487,87 +489,67 @@ fn tax_step(
     incl_after: bool,
     calc: &mut Calculator,
 ) -> Result<TaxStep, Rejection> {
-    let mut total_tax = D2::ZERO;
-    let mut total_dtc = D2::ZERO;
-    let mut out = Vec::with_capacity(lines.len());
-    for &(oi, qty, last) in lines {
-        let invoiced_qty = Dbl::of(oi.qty_invoiced);
-        if qty <= Decimal::ZERO || !invoiced_qty.truthy() {
-            out.push(None);
-            continue;
-        }
-        let mut tax = D2::opt(oi.tax_invoiced) - D2::opt(oi.tax_refunded);
-        let mut dtc = D2::opt(oi.discount_tax_compensation_invoiced)
-            - D2::opt(oi.discount_tax_compensation_refunded);
-        if !last {
-            let available = invoiced_qty - Dbl::of(oi.qty_refunded);
-            let q = Dbl::of(qty);
-            tax.v = calc.round_price(tax.v / available * q, DocRoundType::Regular, false);
-            tax.b = calc.round_price(tax.b / available * q, DocRoundType::Base, false);
-            dtc.v = calc.round_price(dtc.v / available * q, DocRoundType::Regular, false);
-            dtc.b = calc.round_price(dtc.b / available * q, DocRoundType::Base, false);
-        }
-        total_tax += tax;
-        total_dtc += dtc;
-        out.push(Some((tax, dtc)));
-    }
-
-    let order_shipping = D2::opt(order.shipping_amount);
-    let order_shipping_tax = D2::opt(order.shipping_tax_amount);
-    let order_shipping_dtc = D2::opt(order.shipping_discount_tax_compensation_amount);
-    let mut partial = false;
-    let mut shipping_tax = D2::ZERO;
-    let mut shipping_dtc = D2::ZERO;
-    let delta = order_shipping.b - D2::opt(order.shipping_refunded).b;
-    if delta > memo_shipping.b || incl_after {
-        if !order_shipping.v.truthy() || !order_shipping.b.truthy() {
-            return Err(division_by_zero("Creditmemo/Total/Tax.php:139"));
-        }
-        let part = memo_shipping.v / order_shipping.v;
-        let base_part = memo_shipping.b / order_shipping.b;
-        shipping_tax = D2::new(
-            order_shipping_tax.v * part,
-            order_shipping_tax.b * base_part,
-        );
-        shipping_dtc = D2::new(
-            order_shipping_dtc.v * part,
-            order_shipping_dtc.b * base_part,
-        );
-        shipping_tax = calc.pair(shipping_tax, false);
-        shipping_dtc = calc.pair(shipping_dtc, false);
-        // `$order->getShippingDiscountAmount() >= $order->getShippingAmount()` on stored strings.
-        let discount_ge_shipping = php_ge(
-            order.shipping_discount_amount.map(|a| a.value),
-            order.shipping_amount.map(|a| a.value),
-        );
-        if part < Dbl::of(Decimal::ONE)
-            && (order_shipping_tax.v > Dbl::ZERO || discount_ge_shipping)
-        {
-            partial = true;
-        }
-    } else if delta == memo_shipping.b {
-        shipping_tax = order_shipping_tax - D2::opt(order.shipping_tax_refunded);
-        // `shipping_discount_tax_compensation_refunded` is not a column: NULL after a reload.
-        shipping_dtc = order_shipping_dtc;
-    }
-    total_tax += shipping_tax;
-    total_dtc += shipping_dtc;
-
-    // Allowed: what was invoiced and not yet refunded (the memo carries no tax before this).
-    let allowed_tax = D2::opt(order.tax_invoiced) - D2::opt(order.tax_refunded);
-    let allowed_dtc = D2::opt(order.discount_tax_compensation_invoiced) + order_shipping_dtc
-        - D2::opt(order.discount_tax_compensation_refunded);
-    let (tax, dtc) = if memo_is_last && !partial {
-        (allowed_tax, allowed_dtc)
-    } else {
-        (allowed_tax.min(total_tax), allowed_dtc.min(total_dtc))
+    let z = |p: Pair| p.unwrap_or_default();
+    let doc_lines: Vec<DocLine> = lines
+        .iter()
+        .map(|&(oi, qty, last)| DocLine {
+            order_item: OrderItemTax {
+                qty_ordered: oi.qty_ordered,
+                qty_invoiced: oi.qty_invoiced,
+                qty_refunded: oi.qty_refunded,
+                tax: z(oi.tax_amount),
+                tax_invoiced: z(oi.tax_invoiced),
+                tax_refunded: z(oi.tax_refunded),
+                dtc: z(oi.discount_tax_compensation_amount),
+                dtc_invoiced: z(oi.discount_tax_compensation_invoiced),
+                dtc_refunded: z(oi.discount_tax_compensation_refunded),
+                has_tax: true,
+                is_dummy: false,
+            },
+            qty,
+            is_last: last,
+        })
+        .collect();
+    let order_tax = OrderTaxForCreditmemo {
+        tax_invoiced: z(order.tax_invoiced),
+        tax_refunded: z(order.tax_refunded),
+        dtc_invoiced: z(order.discount_tax_compensation_invoiced),
+        dtc_refunded: z(order.discount_tax_compensation_refunded),
+        shipping_tax: z(order.shipping_tax_amount),
+        shipping_tax_refunded: z(order.shipping_tax_refunded),
+        shipping_dtc: z(order.shipping_discount_tax_compensation_amount),
+        shipping_dtc_refunded: Amount2::ZERO,
+        shipping_amount: order.shipping_amount.map(|a| a.value),
+        base_shipping_amount: order.shipping_amount.map(|a| a.base),
+        base_shipping_refunded: z(order.shipping_refunded).base,
+        shipping_discount_amount: order.shipping_discount_amount.map(|a| a.value),
     };
+    let shipping = memo_shipping.dec();
+    let before = CreditmemoBefore {
+        shipping_amount: Some(shipping.value),
+        base_shipping_amount: Some(shipping.base),
+        ..CreditmemoBefore::default()
+    };
+    let r = creditmemo_tax(
+        &order_tax,
+        &doc_lines,
+        memo_is_last,
+        &before,
+        None,
+        incl_after,
+        calc,
+    )
+    .map_err(|_| division_by_zero("Creditmemo/Total/Tax.php:139"))?;
     Ok(TaxStep {
-        lines: out,
-        tax,
-        dtc,
-        shipping_tax,
-        partial_shipping_refund: partial,
+        lines: r
+            .lines
+            .iter()
+            .map(|l| l.map(|t| (D2::of(t.tax), D2::of(t.dtc))))
+            .collect(),
+        tax: D2::of(r.tax),
+        dtc: D2::of(r.dtc),
+        shipping_tax: D2::of(r.shipping_tax),
+        partial_shipping_refund: r.partial_shipping_refund,
     })
 }
 
@@ -693,10 +675,6 @@ mod tests {
     use crate::sales::fixtures::{Line, order};
     use crate::sales::model::ShippingDisplay;
     use crate::sales::{InvoiceRequest, create_invoice};
-    use crate::tax::documents::{
-        CreditmemoBefore, DocLine, OrderItemTax, OrderTaxForCreditmemo, creditmemo_tax,
-    };
-    use crate::tax::rounding::DocumentRounder;
 
     fn invoiced(o: &Order) -> Order {
         create_invoice(o, &InvoiceRequest::all())
@@ -871,8 +849,9 @@ mod tests {
     }
 
     #[test]
-    fn the_tax_step_matches_tax_documents() {
-        // 3 units, tax 24.32; refund 1 (rows exact, so the chain starts untouched).
+    fn the_tax_step_refunds_pro_rata_tax_and_the_whole_shipping_tax() {
+        // 3 units, tax 24.32; refund 1 with all the shipping: 24.32 / 3 = 8.1067 -> 8.11 on
+        // the memo's own rounder, plus the order's shipping tax 2.45.
         let o = invoiced(&order(
             &[Line(3, dec!(297), dec!(24.32), dec!(0))],
             dec!(10),
@@ -880,43 +859,8 @@ mod tests {
             dec!(0),
         ));
         let m = collect_creditmemo(&o, &memo(&[(1, dec!(1))], Some(dec!(10)))).expect("collected");
-        let oi = &o.items[0];
-        let item = OrderItemTax {
-            qty_ordered: oi.qty_ordered,
-            qty_invoiced: oi.qty_invoiced,
-            tax_invoiced: oi.tax_invoiced.unwrap_or_default(),
-            ..OrderItemTax::default()
-        };
-        let order_tax = OrderTaxForCreditmemo {
-            tax_invoiced: o.tax_invoiced.unwrap_or_default(),
-            shipping_tax: Amount2::new(dec!(2.45), dec!(2.45)),
-            shipping_amount: Some(dec!(10)),
-            base_shipping_amount: Some(dec!(10)),
-            shipping_discount_amount: Some(dec!(0)),
-            ..OrderTaxForCreditmemo::default()
-        };
-        let before = CreditmemoBefore {
-            shipping_amount: Some(dec!(10)),
-            base_shipping_amount: Some(dec!(10)),
-            ..CreditmemoBefore::default()
-        };
-        let lines = [DocLine {
-            order_item: item,
-            qty: dec!(1),
-            is_last: false,
-        }];
-        let reference = creditmemo_tax(
-            &order_tax,
-            &lines,
-            false,
-            &before,
-            None,
-            false,
-            &mut DocumentRounder::new(),
-        );
-        assert_eq!(m.items[0].tax_amount, reference.lines[0].map(|t| t.tax));
-        assert_eq!(m.tax_amount.value.round_dp(10), reference.tax.value);
-        assert_eq!(m.shipping_tax_amount, reference.shipping_tax);
-        assert_eq!(m.tax_amount.value.round_dp(10), dec!(10.56)); // 8.11 + 2.45
+        assert_eq!(m.items[0].tax_amount.map(|t| t.value), Some(dec!(8.11)));
+        assert_eq!(m.shipping_tax_amount.value, dec!(2.45));
+        assert_eq!(m.tax_amount.value.round_dp(10), dec!(10.56));
     }
 }

@@ -32,7 +32,7 @@
 //! `1.4e-14` remainder in `Math\Calculator` that rounds the next line's `2.595` down, and PHP's
 //! `round()` pre-rounds by multiplying the double, which rounds `75.90499999999994` up. Exact
 //! decimals miss 14 of the 150 vectors. So the collectors, `register()`, `RefundOperation` and
-//! the flags run on [`php_double::Dbl`], PHP's operations in PHP's order, and every value leaves
+//! the flags run on [`crate::php::double::Dbl`], PHP's operations in PHP's order, and every value leaves
 //! the request as a `Decimal` again: the shortest text of the double for documents (what
 //! Magento holds in memory, e.g. `23.799999999999997`), `sprintf('%.4F')` for stored columns.
 //! The Tax step is the algorithm of [`crate::tax::documents`] on that path; unit tests hold the
@@ -61,7 +61,6 @@ mod fixtures;
 pub mod invoice;
 pub mod model;
 pub mod num;
-pub mod php_double;
 pub mod state;
 
 pub use closability::{ClosabilityReport, PlannedDocument, Proposal, predict, run_plan};

@@ -7,7 +7,7 @@
 //! * [`stored_truthy`]: PHP truthiness of a stored column (`"0.0000"` is true);
 //! * [`persist4`]: what a `DECIMAL(p,4)` column keeps.
 //!
-//! Arithmetic inside a request is PHP's double arithmetic: [`super::php_double`].
+//! Arithmetic inside a request is PHP's double arithmetic: [`crate::php::double`].
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -40,7 +40,7 @@ pub fn round_sig(x: Decimal, digits: u32) -> Decimal {
 /// `sprintf('%.4F')` of the double `x` stands for.
 #[inline]
 pub fn persist4(x: Decimal) -> Decimal {
-    super::php_double::Dbl::of(x).persist4()
+    crate::php::double::Dbl::of(x).persist4()
 }
 
 /// `(string)(double)$a == (string)(double)$b` in PHP 8: both sides are printed with 14

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Order, OrderState, Pair};
 use super::num::persist4;
-use super::php_double::{D2, Dbl};
+use crate::php::double::{D2, Dbl};
 use crate::tax::documents::Amount2;
 
 /// `canCreditmemo()`'s "nothing left" threshold.

@@ -8,7 +8,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::php::round2;
+use crate::php::round2;
 use super::rates::RateGroup;
 use super::rounding::{ChainKey, DeltaType, TaxDeltaRounder};
 

@@ -17,12 +17,12 @@ use super::TaxError;
 use super::calculator::{
     Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, PreparedGroup, TaxRelease,
 };
-use super::php::php_round_f64;
 use super::rates::{AppliedRate, RateGroup, TaxAddress, TaxClass, TaxRate, TaxRateTable, TaxRule};
-use super::rounding::DocumentRounder;
 use super::service::{
     QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings,
 };
+use crate::php::double::{Calculator as DocumentRounder, Dbl};
+use crate::php::php_round_f64;
 
 /// One difference between a vector's expectation and the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -721,7 +721,13 @@ fn run_delta_round(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
         }
         let price = dec(case, "price")?;
         let negative = truthy(case.get("negative"));
-        let got = rounder.round_price(price, super::rounding::DocRoundType::Regular, negative);
+        let got = rounder
+            .round_price(
+                Dbl::of(price),
+                super::rounding::DocRoundType::Regular,
+                negative,
+            )
+            .dec();
         compare(
             &format!("cases[{i}]"),
             field(case, "expected")?,

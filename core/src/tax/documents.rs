@@ -1,11 +1,15 @@
 //! The invoice and credit-memo **tax** collectors (`Sales\Model\Order\Invoice\Total\Tax`,
 //! `Sales\Model\Order\Creditmemo\Total\Tax`), Magento 2.4.6-p1.
 //!
-//! They share the document's [`DocumentRounder`] with the collectors that ran before them
-//! (subtotal, discount, shipping), so the caller passes it in; [`crate::sales`] runs the whole
-//! collector chain, the conformance vectors run the tax collector alone.
+//! They share the document's rounder ([`Calculator`], `Framework\Math\Calculator`) with the
+//! collectors that ran before them (subtotal, discount, shipping), so the caller passes it in;
+//! [`crate::sales`] runs the whole collector chain on it, the conformance vectors run the tax
+//! collector alone. Like Magento, they compute on PHP doubles ([`crate::php::double`]): inputs
+//! and outputs are `Decimal`, and an output read back with `D2::of` is the very double Magento
+//! held.
 //!
-//! Null handling follows PHP: amounts that are NULL in the database act as 0 in arithmetic;
+//! Null handling follows PHP: amounts that are NULL act as 0 in arithmetic; truthiness (a stored
+//! `"0.0000"` is true, a PHP `0` is false) is decided by the caller ([`OrderItemTax::has_tax`]);
 //! the one comparison where NULL matters (`shipping_discount_amount >= shipping_amount`, where
 //! `null >= null` is true) keeps `Option`s.
 
@@ -15,7 +19,8 @@ use serde_json::{Value, json};
 
 use super::TaxError;
 use super::conformance::{Mismatch, compare, dec_or_zero, field, jnum, num, truthy};
-use super::rounding::{DocRoundType, DocumentRounder};
+use super::rounding::DocRoundType;
+use crate::php::double::{Calculator, D2, Dbl};
 
 /// A currency pair: the order (display) currency amount and its base twin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,6 +83,9 @@ pub struct OrderItemTax {
     pub dtc: Amount2,
     pub dtc_invoiced: Amount2,
     pub dtc_refunded: Amount2,
+    /// PHP truthiness of `tax_amount || discount_tax_compensation_amount` (a stored `"0.0000"`
+    /// is true; a PHP `0` and NULL are false).
+    pub has_tax: bool,
     /// A parent whose children are calculated (bundle/configurable parent).
     pub is_dummy: bool,
 }
@@ -120,6 +128,8 @@ pub struct InvoiceTaxResult {
     pub dtc: Amount2,
     /// What was added to the grand total: tax + the clamped DTC including shipping DTC.
     pub grand_total_delta: Amount2,
+    /// The clamped DTC including shipping DTC (what the grand total received besides tax).
+    pub clamped_dtc: Amount2,
     /// Set when this invoice carries the order's shipping tax.
     pub shipping_tax: Option<Amount2>,
     pub shipping_dtc: Option<Amount2>,
@@ -132,72 +142,57 @@ pub fn invoice_tax(
     lines: &[DocLine],
     invoice_is_last: bool,
     shipping_already_invoiced: bool,
-    rounder: &mut DocumentRounder,
+    calc: &mut Calculator,
 ) -> InvoiceTaxResult {
-    let mut total_tax = Amount2::ZERO;
-    let mut total_dtc = Amount2::ZERO;
+    let mut total_tax = D2::ZERO;
+    let mut total_dtc = D2::ZERO;
     let mut out_lines = Vec::with_capacity(lines.len());
     for line in lines {
         let oi = &line.order_item;
-        let has_tax = !oi.tax.value.is_zero() || !oi.dtc.value.is_zero();
-        if !has_tax || oi.qty_ordered.is_zero() || oi.is_dummy || line.qty <= Decimal::ZERO {
+        if !oi.has_tax || oi.qty_ordered.is_zero() || oi.is_dummy || line.qty <= Decimal::ZERO {
             out_lines.push(None);
             continue;
         }
-        let mut tax = oi.tax - oi.tax_invoiced;
-        let mut dtc = oi.dtc - oi.dtc_invoiced;
+        let mut tax = D2::of(oi.tax) - D2::of(oi.tax_invoiced);
+        let mut dtc = D2::of(oi.dtc) - D2::of(oi.dtc_invoiced);
         if !line.is_last {
-            let available = oi.qty_ordered - oi.qty_invoiced;
-            tax.value = rounder.round_price(
-                tax.value / available * line.qty,
-                DocRoundType::Regular,
-                false,
-            );
-            tax.base =
-                rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
-            dtc.value = rounder.round_price(
-                dtc.value / available * line.qty,
-                DocRoundType::Regular,
-                false,
-            );
-            dtc.base =
-                rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
+            let available = Dbl::of(oi.qty_ordered) - Dbl::of(oi.qty_invoiced);
+            let q = Dbl::of(line.qty);
+            tax.v = calc.round_price(tax.v / available * q, DocRoundType::Regular, false);
+            tax.b = calc.round_price(tax.b / available * q, DocRoundType::Base, false);
+            dtc.v = calc.round_price(dtc.v / available * q, DocRoundType::Regular, false);
+            dtc.b = calc.round_price(dtc.b / available * q, DocRoundType::Base, false);
         }
         total_tax += tax;
         total_dtc += dtc;
-        out_lines.push(Some(LineTax { tax, dtc }));
+        out_lines.push(Some(LineTax {
+            tax: tax.dec(),
+            dtc: dtc.dec(),
+        }));
     }
     let item_dtc = total_dtc;
-    let mut allowed_dtc = order.dtc - order.dtc_invoiced;
+    let mut allowed_dtc = D2::of(order.dtc) - D2::of(order.dtc_invoiced);
     let mut shipping_tax = None;
     let mut shipping_dtc = None;
     if !shipping_already_invoiced {
-        total_tax += order.shipping_tax;
-        total_dtc += order.shipping_dtc;
-        allowed_dtc += order.shipping_dtc - order.shipping_dtc_invoiced;
+        total_tax += D2::of(order.shipping_tax);
+        total_dtc += D2::of(order.shipping_dtc);
+        allowed_dtc += D2::of(order.shipping_dtc) - D2::of(order.shipping_dtc_invoiced);
         shipping_tax = Some(order.shipping_tax);
         shipping_dtc = Some(order.shipping_dtc);
     }
-    let allowed_tax = order.tax - order.tax_invoiced;
+    let allowed_tax = D2::of(order.tax) - D2::of(order.tax_invoiced);
     let (tax, dtc) = if invoice_is_last {
         (allowed_tax, allowed_dtc)
     } else {
-        (
-            Amount2::new(
-                allowed_tax.value.min(total_tax.value),
-                allowed_tax.base.min(total_tax.base),
-            ),
-            Amount2::new(
-                allowed_dtc.value.min(total_dtc.value),
-                allowed_dtc.base.min(total_dtc.base),
-            ),
-        )
+        (allowed_tax.min(total_tax), allowed_dtc.min(total_dtc))
     };
     InvoiceTaxResult {
         lines: out_lines,
-        tax,
-        dtc: item_dtc,
-        grand_total_delta: tax + dtc,
+        tax: tax.dec(),
+        dtc: item_dtc.dec(),
+        grand_total_delta: (tax + dtc).dec(),
+        clamped_dtc: dtc.dec(),
         shipping_tax,
         shipping_dtc,
     }
@@ -270,108 +265,81 @@ pub fn creditmemo_tax(
     before: &CreditmemoBefore,
     invoice: Option<&CreditmemoInvoice>,
     shipping_incl_tax_after_discount: bool,
-    rounder: &mut DocumentRounder,
-) -> CreditmemoTaxResult {
-    let mut total_tax = Amount2::ZERO;
-    let mut total_dtc = Amount2::ZERO;
+    calc: &mut Calculator,
+) -> Result<CreditmemoTaxResult, DocumentTaxError> {
+    let mut total_tax = D2::ZERO;
+    let mut total_dtc = D2::ZERO;
     let mut out_lines = Vec::with_capacity(lines.len());
     for line in lines {
         let oi = &line.order_item;
-        if oi.is_dummy || line.qty <= Decimal::ZERO || oi.qty_invoiced.is_zero() {
+        let invoiced_qty = Dbl::of(oi.qty_invoiced);
+        if oi.is_dummy || line.qty <= Decimal::ZERO || !invoiced_qty.truthy() {
             out_lines.push(None);
             continue;
         }
-        let mut tax = oi.tax_invoiced - oi.tax_refunded;
-        let mut dtc = oi.dtc_invoiced - oi.dtc_refunded;
+        let mut tax = D2::of(oi.tax_invoiced) - D2::of(oi.tax_refunded);
+        let mut dtc = D2::of(oi.dtc_invoiced) - D2::of(oi.dtc_refunded);
         if !line.is_last {
-            let available = oi.qty_invoiced - oi.qty_refunded;
-            tax.value = rounder.round_price(
-                tax.value / available * line.qty,
-                DocRoundType::Regular,
-                false,
-            );
-            tax.base =
-                rounder.round_price(tax.base / available * line.qty, DocRoundType::Base, false);
-            dtc.value = rounder.round_price(
-                dtc.value / available * line.qty,
-                DocRoundType::Regular,
-                false,
-            );
-            dtc.base =
-                rounder.round_price(dtc.base / available * line.qty, DocRoundType::Base, false);
+            let available = invoiced_qty - Dbl::of(oi.qty_refunded);
+            let q = Dbl::of(line.qty);
+            tax.v = calc.round_price(tax.v / available * q, DocRoundType::Regular, false);
+            tax.b = calc.round_price(tax.b / available * q, DocRoundType::Base, false);
+            dtc.v = calc.round_price(dtc.v / available * q, DocRoundType::Regular, false);
+            dtc.b = calc.round_price(dtc.b / available * q, DocRoundType::Base, false);
         }
         total_tax += tax;
         total_dtc += dtc;
-        out_lines.push(Some(LineTax { tax, dtc }));
+        out_lines.push(Some(LineTax {
+            tax: tax.dec(),
+            dtc: dtc.dec(),
+        }));
     }
 
     let mut partial = false;
-    let mut shipping_tax = Amount2::ZERO;
-    let base_order_shipping = order.base_shipping_amount.unwrap_or_default();
+    let mut shipping_tax = D2::ZERO;
+    let base_order_shipping = Dbl::opt(order.base_shipping_amount);
+    let discount_ge_shipping = php_ge(order.shipping_discount_amount, order.shipping_amount);
     if let Some(inv) = invoice {
-        if !base_order_shipping.is_zero()
+        if base_order_shipping.truthy()
             && let Some(memo_base_shipping) = before.base_shipping_amount
         {
-            let factor = memo_base_shipping / base_order_shipping;
-            shipping_tax = Amount2::new(
-                inv.shipping_tax.value * factor,
-                inv.shipping_tax.base * factor,
-            );
-            total_dtc.value += inv.shipping_dtc.value * factor;
-            total_dtc.base += inv.shipping_dtc.base * factor;
-            shipping_tax.value =
-                rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
-            shipping_tax.base = rounder.round_price(shipping_tax.base, DocRoundType::Base, false);
-            total_dtc.value = rounder.round_price(total_dtc.value, DocRoundType::Regular, false);
-            total_dtc.base = rounder.round_price(total_dtc.base, DocRoundType::Base, false);
-            if (factor < Decimal::ONE && inv.shipping_tax.value > Decimal::ZERO)
-                || php_ge(order.shipping_discount_amount, order.shipping_amount)
+            let factor = Dbl::of(memo_base_shipping) / base_order_shipping;
+            let inv_shipping_tax = D2::of(inv.shipping_tax);
+            shipping_tax = D2::new(inv_shipping_tax.v * factor, inv_shipping_tax.b * factor);
+            let inv_shipping_dtc = D2::of(inv.shipping_dtc);
+            total_dtc.v += inv_shipping_dtc.v * factor;
+            total_dtc.b += inv_shipping_dtc.b * factor;
+            shipping_tax = calc.pair(shipping_tax, false);
+            total_dtc = calc.pair(total_dtc, false);
+            if (factor < Dbl::of(Decimal::ONE) && inv_shipping_tax.v > Dbl::ZERO)
+                || discount_ge_shipping
             {
                 partial = true;
             }
             total_tax += shipping_tax;
         }
     } else {
-        let mut shipping_dtc = Amount2::ZERO;
-        let delta = base_order_shipping - order.base_shipping_refunded;
-        let memo_base_shipping = before.base_shipping_amount.unwrap_or_default();
+        let mut shipping_dtc = D2::ZERO;
+        let delta = base_order_shipping - Dbl::of(order.base_shipping_refunded);
+        let memo_base_shipping = Dbl::opt(before.base_shipping_amount);
         if delta > memo_base_shipping || shipping_incl_tax_after_discount {
-            let order_shipping = order.shipping_amount.unwrap_or_default();
-            // PHP would throw DivisionByZeroError here (magento/magento2 #36800); an order
-            // without shipping refunds no shipping tax.
-            let part = if order_shipping.is_zero() {
-                Decimal::ZERO
-            } else {
-                before.shipping_amount.unwrap_or_default() / order_shipping
-            };
-            let base_part = if base_order_shipping.is_zero() {
-                Decimal::ZERO
-            } else {
-                memo_base_shipping / base_order_shipping
-            };
-            shipping_tax = Amount2::new(
-                order.shipping_tax.value * part,
-                order.shipping_tax.base * base_part,
-            );
-            shipping_dtc = Amount2::new(
-                order.shipping_dtc.value * part,
-                order.shipping_dtc.base * base_part,
-            );
-            shipping_tax.value =
-                rounder.round_price(shipping_tax.value, DocRoundType::Regular, false);
-            shipping_tax.base = rounder.round_price(shipping_tax.base, DocRoundType::Base, false);
-            shipping_dtc.value =
-                rounder.round_price(shipping_dtc.value, DocRoundType::Regular, false);
-            shipping_dtc.base = rounder.round_price(shipping_dtc.base, DocRoundType::Base, false);
-            if part < Decimal::ONE
-                && (order.shipping_tax.value > Decimal::ZERO
-                    || php_ge(order.shipping_discount_amount, order.shipping_amount))
-            {
+            let order_shipping = Dbl::opt(order.shipping_amount);
+            if !order_shipping.truthy() || !base_order_shipping.truthy() {
+                // PHP: DivisionByZeroError (magento/magento2 #36800, #37340, #38053).
+                return Err(DocumentTaxError::DivisionByZero);
+            }
+            let part = Dbl::opt(before.shipping_amount) / order_shipping;
+            let base_part = memo_base_shipping / base_order_shipping;
+            let st = D2::of(order.shipping_tax);
+            let sd = D2::of(order.shipping_dtc);
+            shipping_tax = calc.pair(D2::new(st.v * part, st.b * base_part), false);
+            shipping_dtc = calc.pair(D2::new(sd.v * part, sd.b * base_part), false);
+            if part < Dbl::of(Decimal::ONE) && (st.v > Dbl::ZERO || discount_ge_shipping) {
                 partial = true;
             }
         } else if delta == memo_base_shipping {
-            shipping_tax = order.shipping_tax - order.shipping_tax_refunded;
-            shipping_dtc = order.shipping_dtc - order.shipping_dtc_refunded;
+            shipping_tax = D2::of(order.shipping_tax) - D2::of(order.shipping_tax_refunded);
+            shipping_dtc = D2::of(order.shipping_dtc) - D2::of(order.shipping_dtc_refunded);
         }
         total_tax += shipping_tax;
         total_dtc += shipping_dtc;
@@ -379,44 +347,44 @@ pub fn creditmemo_tax(
 
     let (allowed_tax, allowed_dtc) = match invoice {
         Some(inv) => (
-            inv.tax - inv.tax_refunded - before.tax,
-            inv.dtc + inv.shipping_dtc
-                - inv.dtc_refunded
-                - inv.shipping_dtc_refunded
-                - before.dtc
-                - before.shipping_dtc,
+            D2::of(inv.tax) - D2::of(inv.tax_refunded) - D2::of(before.tax),
+            D2::of(inv.dtc) + D2::of(inv.shipping_dtc)
+                - D2::of(inv.dtc_refunded)
+                - D2::of(inv.shipping_dtc_refunded)
+                - D2::of(before.dtc)
+                - D2::of(before.shipping_dtc),
         ),
         None => (
-            order.tax_invoiced - order.tax_refunded - before.tax,
-            order.dtc_invoiced + order.shipping_dtc
-                - order.dtc_refunded
-                - order.shipping_dtc_refunded
-                - before.dtc
-                - before.shipping_dtc,
+            D2::of(order.tax_invoiced) - D2::of(order.tax_refunded) - D2::of(before.tax),
+            D2::of(order.dtc_invoiced) + D2::of(order.shipping_dtc)
+                - D2::of(order.dtc_refunded)
+                - D2::of(order.shipping_dtc_refunded)
+                - D2::of(before.dtc)
+                - D2::of(before.shipping_dtc),
         ),
     };
     let (tax, dtc) = if memo_is_last && !partial {
         (allowed_tax, allowed_dtc)
     } else {
-        (
-            Amount2::new(
-                allowed_tax.value.min(total_tax.value),
-                allowed_tax.base.min(total_tax.base),
-            ),
-            Amount2::new(
-                allowed_dtc.value.min(total_dtc.value),
-                allowed_dtc.base.min(total_dtc.base),
-            ),
-        )
+        (allowed_tax.min(total_tax), allowed_dtc.min(total_dtc))
     };
-    CreditmemoTaxResult {
+    Ok(CreditmemoTaxResult {
         lines: out_lines,
-        tax,
-        dtc,
-        shipping_tax,
-        grand_total_delta: tax + dtc,
+        tax: tax.dec(),
+        dtc: dtc.dec(),
+        shipping_tax: shipping_tax.dec(),
+        grand_total_delta: (tax + dtc).dec(),
         partial_shipping_refund: partial,
-    }
+    })
+}
+
+/// A collector that PHP would abort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentTaxError {
+    /// `DivisionByZeroError` in `Creditmemo\Total\Tax` (free shipping shown including tax
+    /// with tax after discount: magento/magento2 #36800, #37340, #38053).
+    #[error("DivisionByZeroError in Creditmemo/Total/Tax.php:139 (magento/magento2 #36800)")]
+    DivisionByZero,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +412,7 @@ fn order_item(oi: &Value) -> Result<OrderItemTax, TaxError> {
         dtc: pair(oi, "discount_tax_compensation_amount")?,
         dtc_invoiced: pair(oi, "discount_tax_compensation_invoiced")?,
         dtc_refunded: pair(oi, "discount_tax_compensation_refunded")?,
+        has_tax: truthy(oi.get("tax_amount")) || truthy(oi.get("discount_tax_compensation_amount")),
         is_dummy: truthy(oi.get("is_dummy")),
     })
 }
@@ -488,7 +457,7 @@ pub fn run_invoice_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> {
         .any(|p| truthy(p.get("shipping_amount")) && !truthy(p.get("is_canceled")));
     let lines = doc_lines(invoice_v)?;
     let plain: Vec<DocLine> = lines.iter().map(|(_, l)| l.clone()).collect();
-    let mut rounder = DocumentRounder::new();
+    let mut rounder = Calculator::new();
     let res = invoice_tax(
         &order,
         &plain,
@@ -571,7 +540,7 @@ pub fn run_creditmemo_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> 
         truthy(vector.pointer("/config/shipping_include_tax_with_tax_after_discount"));
     let lines = doc_lines(memo)?;
     let plain: Vec<DocLine> = lines.iter().map(|(_, l)| l.clone()).collect();
-    let mut rounder = DocumentRounder::new();
+    let mut rounder = Calculator::new();
     let res = creditmemo_tax(
         &order,
         &plain,
@@ -580,7 +549,8 @@ pub fn run_creditmemo_vector(vector: &Value) -> Result<Vec<Mismatch>, TaxError> 
         invoice.as_ref(),
         shipping_incl_after,
         &mut rounder,
-    );
+    )
+    .map_err(|e| TaxError::Unsupported(e.to_string()))?;
     let grand = pair(&pre, "grand_total")? + res.grand_total_delta;
     let tax = before.tax + res.tax;
     let mut items = serde_json::Map::new();

@@ -2,7 +2,6 @@
 //!
 //! The modules follow Magento's own split, so a reader can hold them against the PHP:
 //! - [`api`]: JSON requests and answers for the admin (WASM) and the edge service;
-//! - [`php`]: the one place where PHP's double rounding and float-to-string are reproduced;
 //! - [`rounding`]: the tax calculators' delta rounding and the documents' `Math\Calculator`;
 //! - [`rates`]: rate resolution (`ResourceModel\Calculation`);
 //! - [`calculator`]: UNIT/ROW/TOTAL base calculators;
@@ -16,7 +15,6 @@ pub mod api;
 pub mod calculator;
 pub mod conformance;
 pub mod documents;
-pub mod php;
 pub mod quote;
 pub mod rates;
 pub mod rounding;

@@ -20,7 +20,7 @@ use super::conformance::{
     Mismatch, RunOptions, address, compare, dec_or_zero, field, jnum, num, opt_class, rate_table,
     truthy,
 };
-use super::php::{php_float_key, round_dp, round2};
+use crate::php::{php_float_key, round_dp, round2};
 use super::rates::{AppliedRate, TaxAddress, TaxClass};
 use super::service::{
     ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings,

@@ -4,14 +4,14 @@
 //!   tax-calculation-service call (a new calculator instance each time). Chains are keyed by
 //!   (type, item, direction, rate key); each chain starts at `+0.000001` so that the first value
 //!   of a chain rounds half *up* (even when negative). Zero input passes through untouched.
-//! * [`DocumentRounder`]: `Framework\Math\Calculator::deltaRound`, used by invoices and credit
-//!   memos through `roundPrice($price, $type, $negative)`. One per document, one chain per type,
-//!   starting at `0`.
+//! * [`DocRoundType`]: the chains of `Framework\Math\Calculator::deltaRound`, used by invoices
+//!   and credit memos through `roundPrice($price, $type, $negative)`; the rounder itself works on
+//!   PHP doubles, as Magento's does: [`crate::php::double::Calculator`].
 
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
-use super::php::round2;
+use crate::php::round2;
 
 /// The seed of every tax-calculator chain ("to avoid non-deterministic behaviour with rounding
 /// of 0.5", `AbstractCalculator::deltaRound`).
@@ -86,49 +86,6 @@ pub enum DocRoundType {
     IncludingBase,
 }
 
-/// `Framework\Math\Calculator` chains of one invoice or credit memo.
-#[derive(Debug, Default, Clone)]
-pub struct DocumentRounder {
-    deltas: [Decimal; 4],
-}
-
-impl DocumentRounder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// `roundPrice($price, $type, $negative)`.
-    #[inline]
-    pub fn round_price(&mut self, price: Decimal, kind: DocRoundType, negative: bool) -> Decimal {
-        if price.is_zero() {
-            return price;
-        }
-        let slot = &mut self.deltas[kind as usize];
-        if negative {
-            *slot = -*slot;
-        }
-        let adjusted = price + *slot;
-        let rounded = round2(adjusted);
-        *slot = adjusted - rounded;
-        if negative {
-            *slot = -*slot;
-        }
-        rounded
-    }
-
-    /// Shorthand for the `regular` chain.
-    #[inline]
-    pub fn regular(&mut self, price: Decimal) -> Decimal {
-        self.round_price(price, DocRoundType::Regular, false)
-    }
-
-    /// Shorthand for the `base` chain.
-    #[inline]
-    pub fn base(&mut self, price: Decimal) -> Decimal {
-        self.round_price(price, DocRoundType::Base, false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,20 +123,5 @@ mod tests {
         let mut r = TaxDeltaRounder::new();
         assert_eq!(r.delta_round(Decimal::ZERO, key(1), true), Decimal::ZERO);
         assert_eq!(r.delta(&key(1)), None);
-    }
-
-    #[test]
-    fn document_rounder_starts_at_zero_and_supports_negative() {
-        let mut d = DocumentRounder::new();
-        assert_eq!(d.regular(dec!(2.223)), dec!(2.22));
-        let mut d = DocumentRounder::new();
-        assert_eq!(
-            d.round_price(dec!(2.226), DocRoundType::Regular, true),
-            dec!(2.23)
-        );
-        let mut d = DocumentRounder::new();
-        // 24.32 / 3 = 8.10666..: 8.11 then the carry lowers the next value.
-        assert_eq!(d.regular(dec!(24.32) / dec!(3)), dec!(8.11));
-        assert_eq!(d.regular(dec!(8.105)), dec!(8.10));
     }
 }

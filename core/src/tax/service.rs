@@ -13,7 +13,7 @@ use super::calculator::{
     Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
     TaxRelease,
 };
-use super::php::{php_float_key, round2};
+use crate::php::{php_float_key, round2};
 use super::rates::{AppliedRate, RateRequest, TaxAddress, TaxClass, TaxRateTable};
 
 /// `tax/calculation/based_on`.

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::calculator::Algorithm;
-use super::php::round2;
+use crate::php::round2;
 use super::rates::{TaxAddress, TaxClass, TaxRate, TaxRateTable, TaxRule};
 use super::service::{QuoteDetails, QuoteDetailsItem, TaxDetails, TaxEngine, TaxSettings};
 

@@ -56,7 +56,7 @@ fn round_helper(v: f64) -> f64 {
 /// It pre-rounds to 15 significant digits by *multiplying* the double by `10^(14 − ⌊log10⌋)`;
 /// that product is itself rounded, so a value a few ulps below a midpoint can land on it and
 /// round up: `round(75.90499999999994, 2)` is `75.91` (×1e13 = `759049999999999.5`). Rounding the
-/// exact 15-digit decimal expansion instead ([`crate::tax::php::php_round_f64`]) gives `75.90`.
+/// exact 15-digit decimal expansion instead ([`crate::php::php_round_f64`]) gives `75.90`.
 pub fn php_round(value: f64, places: i32) -> f64 {
     if !value.is_finite() || value == 0.0 {
         return value;

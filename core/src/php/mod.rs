@@ -1,18 +1,22 @@
 //! PHP's numeric behaviour, reproduced where Magento's observable results depend on it.
 //!
-//! This is the **one** place where Tillbridge imitates PHP doubles. Everything else in the core
+//! This module is the **one** place where Tillbridge imitates PHP. Everything else in the core
 //! is `rust_decimal::Decimal`.
 //!
 //! * Magento rounds money with `PriceCurrency::round()`, i.e. PHP `round($x, 2)`: half away from
-//!   zero, after PHP (≤ 8.3) pre-rounds the double to 15 significant digits. Because of that
-//!   pre-rounding, a double that *prints* as a midpoint (`1.005`, `2.675`, `8.325`) rounds up like
-//!   its decimal literal does, even though the binary value is slightly below the midpoint. For
-//!   decimal inputs that is exactly "round half away from zero on the decimal value", which is what
-//!   [`round2`] does on a `Decimal`. [`php_round_f64`] reproduces the double path bit for bit in
-//!   behaviour, for callers (and conformance vectors) that start from a PHP double.
+//!   zero, after PHP (≤ 8.3) pre-rounds the double to 15 significant digits. For decimal inputs
+//!   that is "round half away from zero on the decimal value", which is what [`round2`] does on
+//!   a `Decimal`; the tax calculators (whose chains start at +0.000001) reproduce Magento's 345
+//!   tax vectors this way.
+//! * Within one invoice or credit-memo request, Magento's double noise decides cents (a
+//!   `1.4e-14` remainder left by `140.4 / 5 × 3` in `Math\Calculator` rounds the next line
+//!   down). [`double`] is PHP's double path: [`double::Dbl`], PHP 8.2's `round()` step by step
+//!   ([`double::php_round`]), and the document rounder. Values enter and leave it as `Decimal`.
 //! * PHP turns a float into a string with `precision = 14` (significant digits, trailing zeros
 //!   dropped). Magento uses such strings as keys of its rounding-delta arrays (the total tax rate
 //!   of a tax-inclusive line, the cart-rule discount percent); [`php_float_key`] produces them.
+
+pub mod double;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -28,19 +32,9 @@ pub fn round_dp(x: Decimal, places: u32) -> Decimal {
     x.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// PHP 8.2 `round($value, $places)` on an IEEE double: pre-round to 15 significant digits, then
-/// round half away from zero at `places` decimals.
+/// PHP 8.2 `round($value, $places)` on an IEEE double (see [`double::php_round`]).
 pub fn php_round_f64(value: f64, places: u32) -> f64 {
-    if !value.is_finite() || value == 0.0 {
-        return value;
-    }
-    // 15 significant digits, as PHP's pre-rounding does.
-    let text = format!("{value:.14e}");
-    let Ok(pre) = Decimal::from_scientific(&text) else {
-        return value;
-    };
-    let rounded = round_dp(pre, places);
-    rounded.to_string().parse::<f64>().unwrap_or(value)
+    double::php_round(value, i32::try_from(places).unwrap_or(i32::MAX))
 }
 
 /// PHP's `(string)$float` with `precision = 14`: at most 14 significant digits, no trailing
@@ -95,6 +89,8 @@ mod tests {
         assert_eq!(php_round_f64(2.675, 2).to_string(), "2.68");
         assert_eq!(php_round_f64(-15.455, 2).to_string(), "-15.46");
         assert_eq!(php_round_f64(44.954545454545, 2).to_string(), "44.95");
+        // The pre-rounding multiplies the double, which lands on a midpoint: PHP gives 75.91.
+        assert_eq!(php_round_f64(75.904_999_999_999_94, 2).to_string(), "75.91");
     }
 
     #[test]
