@@ -3,7 +3,8 @@
 //! The Tillbridge core for the Magento admin, compiled to WebAssembly. The admin's AMD module
 //! (in `magento-module/`) loads it to validate tax lines and, in later issues, to preview
 //! reservations and predict whether an order will close, with the very same code the edge
-//! service runs. No business rule is written twice.
+//! service runs. No business rule is written twice. Exports: [`calculate_tax`],
+//! [`validate_tax_lines`], [`predict_closability`], [`version`].
 //!
 //! The boundary is JSON text in, JSON text out: money stays decimal strings on both sides
 //! (never JavaScript floats), and every error is `{"errors": [{"field", "message"}]}`.
@@ -27,6 +28,14 @@ pub fn calculate_tax(request_json: &str) -> String {
 #[wasm_bindgen]
 pub fn validate_tax_lines(request_json: &str) -> String {
     tillbridge_core::tax::api::validate_json(request_json)
+}
+
+/// Will Magento close this order after the planned invoices and credit memos?
+/// `{order, order_items, config, invoices?, creditmemos?, plan}` → `ClosabilityReport` (the run,
+/// what blocks closing, where a leftover comes from, and a verified proposal that closes it).
+#[wasm_bindgen]
+pub fn predict_closability(request_json: &str) -> String {
+    tillbridge_core::sales::api::closability_json(request_json)
 }
 
 #[cfg(test)]
@@ -56,6 +65,15 @@ mod tests {
     fn calculate_tax_answers_errors_as_json() {
         let out: Value = serde_json::from_str(&calculate_tax("not json")).expect("json");
         assert!(out["errors"].as_array().is_some_and(|e| !e.is_empty()));
+    }
+
+    #[test]
+    fn predict_closability_names_every_bad_field() {
+        let req = json!({"order": {"state": "nonsense"}, "order_items": [{"item_id": "one"}], "plan": []});
+        let out: Value =
+            serde_json::from_str(&predict_closability(&req.to_string())).expect("json");
+        let errors = out["errors"].as_array().map_or(0, Vec::len);
+        assert!(errors >= 2, "{out}");
     }
 
     #[test]

@@ -54,6 +54,7 @@
 //! * Currency formatting in messages is the symbol and two decimals (`$1611.46`), as the
 //!   sales-diff vectors record it, without locale grouping.
 
+pub mod api;
 pub mod closability;
 pub mod creditmemo;
 #[cfg(test)]
