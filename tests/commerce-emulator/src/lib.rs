@@ -27,6 +27,8 @@ pub mod bulk;
 pub mod clock;
 pub mod control;
 pub mod faults;
+pub mod http_client;
+pub mod msi;
 pub mod rest;
 pub mod sales;
 pub mod state;
