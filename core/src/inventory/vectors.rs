@@ -1270,8 +1270,9 @@ pub fn parse_fixtures(v: &Value) -> Result<Fixtures, String> {
 
 // ----- execution -------------------------------------------------------------------------------
 
-/// What an executor reports for a successful op.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// What an executor reports for a successful op (serialisable, so a control API can return it).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OpOutput {
     /// The op's return value (bulk counts, REST bodies …).
     pub result: Option<Value>,
@@ -1282,7 +1283,8 @@ pub struct OpOutput {
 }
 
 /// What an executor reports for a failed op or query.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OpFailure {
     /// HTTP status (REST, or what the REST layer would answer).
     pub http_status: Option<u16>,
