@@ -7,10 +7,10 @@
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use rust_decimal::Decimal;
+use tillbridge_core::php::round2;
 use tillbridge_core::tax::calculator::{
     Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
 };
-use tillbridge_core::php::round2;
 use tillbridge_core::tax::rates::{AppliedRate, RateGroup};
 use tillbridge_core::tax::{Algorithm, TaxRelease};
 

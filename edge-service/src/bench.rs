@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
+use tillbridge_core::php::round2;
 use tillbridge_core::tax::calculator::{
     Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
 };
 use tillbridge_core::tax::conformance::RunOptions;
-use tillbridge_core::php::round2;
 use tillbridge_core::tax::rates::{AppliedRate, RateGroup};
 use tillbridge_core::tax::{
     Algorithm, QuoteDetails, QuoteDetailsItem, TaxAddress, TaxClass, TaxEngine, TaxRate,

@@ -20,12 +20,12 @@
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
+use tillbridge_core::php::round2;
 use tillbridge_core::sales::closability::{PlannedDocument, predict};
 use tillbridge_core::sales::model::{Order, OrderItem, OrderState, SalesConfig, ShippingDisplay};
 use tillbridge_core::sales::{Adjustment, CreditmemoRequest, InvoiceRequest};
 use tillbridge_core::tax::Algorithm;
 use tillbridge_core::tax::documents::Amount2;
-use tillbridge_core::php::round2;
 
 const TAX_PERCENTS: [(i64, u32); 5] = [(825, 2), (175, 1), (196, 1), (20, 0), (59125, 4)];
 

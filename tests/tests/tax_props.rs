@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use tillbridge_core::tax::calculator::calc_tax_amount;
 use tillbridge_core::php::round2;
+use tillbridge_core::tax::calculator::calc_tax_amount;
 use tillbridge_core::tax::validator::{PosTaxLine, RateSource, ValidationConfig, validate};
 use tillbridge_core::tax::{
     Algorithm, QuoteDetails, QuoteDetailsItem, TaxAddress, TaxClass, TaxEngine, TaxRate,

@@ -33,12 +33,12 @@ use serde::{Deserialize, Serialize};
 use super::creditmemo::{Adjustment, Creditmemo, CreditmemoRequest, collect_creditmemo};
 use super::invoice::{Invoice, InvoiceRequest};
 use super::model::{Order, OrderState};
-use crate::php::double::{D2, Dbl};
 use super::state::{self, OrderFlags};
 use super::{
     Document, RejectionStage, SalesError, Violation, admin_default_shipping_amount,
     create_creditmemo, create_invoice,
 };
+use crate::php::double::{D2, Dbl};
 use crate::tax::documents::Amount2;
 
 /// One document of a plan.

@@ -8,9 +8,9 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::php::round2;
 use super::rates::RateGroup;
 use super::rounding::{ChainKey, DeltaType, TaxDeltaRounder};
+use crate::php::round2;
 
 /// `tax/calculation/algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

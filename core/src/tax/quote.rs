@@ -20,11 +20,11 @@ use super::conformance::{
     Mismatch, RunOptions, address, compare, dec_or_zero, field, jnum, num, opt_class, rate_table,
     truthy,
 };
-use crate::php::{php_float_key, round_dp, round2};
 use super::rates::{AppliedRate, TaxAddress, TaxClass};
 use super::service::{
     ItemTaxDetails, QuoteDetails, QuoteDetailsItem, TaxBasedOn, TaxDetails, TaxEngine, TaxSettings,
 };
+use crate::php::{php_float_key, round_dp, round2};
 
 /// Store configuration read by the quote collectors (beyond the calculation service's).
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -13,8 +13,8 @@ use super::calculator::{
     Algorithm, Calculator, CalculatorConfig, ItemRates, LineInput, LineResult, PreparedGroup,
     TaxRelease,
 };
-use crate::php::{php_float_key, round2};
 use super::rates::{AppliedRate, RateRequest, TaxAddress, TaxClass, TaxRateTable};
+use crate::php::{php_float_key, round2};
 
 /// `tax/calculation/based_on`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -15,9 +15,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::calculator::Algorithm;
-use crate::php::round2;
 use super::rates::{TaxAddress, TaxClass, TaxRate, TaxRateTable, TaxRule};
 use super::service::{QuoteDetails, QuoteDetailsItem, TaxDetails, TaxEngine, TaxSettings};
+use crate::php::round2;
 
 /// One POS sale or return line, in major units (convert minor units before calling).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
