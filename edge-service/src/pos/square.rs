@@ -2115,11 +2115,12 @@ impl WebhookIntake {
     }
 }
 
-/// Serves `POST {path}` for Square's webhooks on `addr`, answering at once from
+/// Serves `POST {path}` for Square's webhooks on `listener` (bind it first, so the URL you
+/// register is known before the server runs), answering at once from
 /// [`WebhookIntake::receive`]. Returns the server handle and the bound address.
 pub async fn serve_webhooks(
     intake: Arc<WebhookIntake>,
-    addr: std::net::SocketAddr,
+    listener: std::net::TcpListener,
     path: &str,
 ) -> std::io::Result<(actix_web::dev::ServerHandle, std::net::SocketAddr)> {
     use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -2169,7 +2170,7 @@ pub async fn serve_webhooks(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
-    .bind(addr)?;
+    .listen(listener)?;
     let bound = server
         .addrs()
         .first()
