@@ -56,6 +56,46 @@
 //! Magento's own test suite (159 cases of `magento/inventory`, `shared/vectors/msi/`) runs
 //! against this model through [`vectors`]; every case passes.
 //!
+//! # Using it
+//!
+//! A shell (the Commerce emulator, the edge service's tests) owns an [`Inventory`] and either
+//! calls the service methods or hands it REST requests:
+//!
+//! ```
+//! use rust_decimal::Decimal;
+//! use serde_json::json;
+//! use tillbridge_core::inventory::webapi::{RestRequest, dispatch};
+//! use tillbridge_core::inventory::{Inventory, ProductType, Sku, StockId, Timestamp};
+//! use tillbridge_core::inventory::catalog::ProductInput;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut inv = Inventory::new();
+//! inv.create_product(&ProductInput::new(Sku::parse("A")?, ProductType::Simple))?;
+//! let now = Timestamp::parse("2024-05-01 10:00:00")?;
+//!
+//! // POST /V1/inventory/source-items, exactly as Magento answers it.
+//! let push = RestRequest {
+//!     method: "POST".into(),
+//!     path: "/rest/V1/inventory/source-items".into(),
+//!     body: Some(json!({"sourceItems": [
+//!         {"sku": "A", "source_code": "default", "quantity": 12, "status": 1}
+//!     ]})),
+//! };
+//! let response = dispatch(&mut inv, &push, &now);
+//! assert_eq!((response.status, response.body), (200, json!([])));
+//!
+//! // A validation failure carries Magento's error body.
+//! let bad = RestRequest { body: Some(json!({"sourceItems": [{"sku": "A"}]})), ..push };
+//! let response = dispatch(&mut inv, &bad, &now);
+//! assert_eq!(response.status, 400);
+//! assert_eq!(response.body["message"], "Validation Failed: \"source_code\" can not be empty.");
+//!
+//! // The same model, called directly.
+//! assert_eq!(inv.get_product_salable_qty("A", StockId::DEFAULT)?, Decimal::from(12));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Deliberate limits
 //!
 //! Quantities are exact decimals (4-decimal columns); Magento's doubles agree for such
