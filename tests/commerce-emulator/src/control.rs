@@ -18,6 +18,8 @@ use crate::state::{Settings, State, World};
 pub struct ControlError {
     pub status: u16,
     pub message: String,
+    /// Magento's REST error body, when the failure is Magento's (a refused checkout).
+    pub magento: Option<Value>,
 }
 
 impl ControlError {
@@ -25,6 +27,7 @@ impl ControlError {
         Self {
             status: 400,
             message: message.into(),
+            magento: None,
         }
     }
 
@@ -32,11 +35,15 @@ impl ControlError {
         Self {
             status: 404,
             message: message.into(),
+            magento: None,
         }
     }
 
     pub fn body(&self) -> Value {
-        json!({"error": self.message})
+        match &self.magento {
+            Some(m) => json!({"error": self.message, "magento": m}),
+            None => json!({"error": self.message}),
+        }
     }
 }
 
@@ -92,6 +99,17 @@ pub fn handle(st: &mut State, method: &str, path: &str, query: &str, body: &Valu
             Ok(json!({"ok": true}))
         }
         ("POST", ["ops"]) => run_ops(st, body),
+        ("POST", ["orders"]) => {
+            crate::sales::place_order(st, body).map_err(|(status, b)| ControlError {
+                status,
+                message: b
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("checkout failed")
+                    .to_owned(),
+                magento: b.get("magento").cloned(),
+            })
+        }
         ("POST", ["query"]) => run_query(st, body),
         ("GET", ["order-refs", reference]) => st
             .world

@@ -22,6 +22,8 @@
 //! # }
 //! ```
 
+#![recursion_limit = "512"]
+
 pub mod auth;
 pub mod bulk;
 pub mod clock;

@@ -4,7 +4,9 @@
 //! filtering, and dispatch to the inventory model ([`webapi::dispatch`]), the order store
 //! ([`crate::sales`]) and the bulk status routes.
 
+use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
+use tillbridge_core::inventory::num;
 use tillbridge_core::inventory::webapi::{self, RestRequest};
 
 use crate::auth::{self, TokenKind};
@@ -198,6 +200,12 @@ pub fn dispatch_sync(
     if let ["bulk", rest @ ..] = segs.as_slice() {
         return bulk_route(st, method, rest, query);
     }
+    if let Some(answer) = crate::sales::route(st, method, &segs, query, body.as_ref()) {
+        return answer;
+    }
+    if let ["tillbridge", "inconsistencies"] = segs.as_slice() {
+        return (200, inconsistencies(st));
+    }
     let path = if query.is_empty() {
         route.to_owned()
     } else {
@@ -211,6 +219,47 @@ pub fn dispatch_sync(
     };
     let r = webapi::dispatch(&mut st.world.exec.inventory, &request, &now);
     (r.status, r.body)
+}
+
+/// `GET /V1/tillbridge/inconsistencies`: `inventory:reservation:list-inconsistencies` as JSON,
+/// one row per (order, SKU, stock) with the compensation that fixes it (our module's route).
+fn inconsistencies(st: &State) -> Value {
+    let inv = &st.world.exec.inventory;
+    let rows: Vec<Value> = inv
+        .salable_quantity_inconsistencies(50)
+        .map(|bunches| {
+            bunches
+                .iter()
+                .flatten()
+                .flat_map(|i| {
+                    i.items.iter().map(move |(sku, qty)| {
+                        let compensation = -*qty;
+                        json!({
+                            "order_increment_id": i.order_increment_id,
+                            "order_id": i.object_id,
+                            "order_status": i.order_status,
+                            "sku": sku,
+                            "stock_id": i64::from(i.stock_id),
+                            "quantity": num::decimal_to_json(*qty),
+                            "compensation": num::decimal_to_json(compensation),
+                            "compensation_argument": format!(
+                                "{}:{sku}:{}:{}",
+                                i.order_increment_id,
+                                six_decimals(compensation),
+                                i64::from(i.stock_id)
+                            ),
+                        })
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(rows)
+}
+
+/// PHP's `%f` (six decimals).
+fn six_decimals(d: Decimal) -> String {
+    format!("{:.6}", d.round_dp(6))
 }
 
 fn bulk_route(st: &State, method: &str, segs: &[&str], query: &str) -> (u16, Value) {
