@@ -4,7 +4,7 @@
 //! (in `magento-module/`) loads it to validate tax lines and, in later issues, to preview
 //! reservations and predict whether an order will close, with the very same code the edge
 //! service runs. No business rule is written twice. Exports: [`calculate_tax`],
-//! [`validate_tax_lines`], [`predict_closability`], [`version`].
+//! [`validate_tax_lines`], [`predict_closability`], [`preview_reservations`], [`version`].
 //!
 //! The boundary is JSON text in, JSON text out: money stays decimal strings on both sides
 //! (never JavaScript floats), and every error is `{"errors": [{"field", "message"}]}`.
@@ -36,6 +36,14 @@ pub fn validate_tax_lines(request_json: &str) -> String {
 #[wasm_bindgen]
 pub fn predict_closability(request_json: &str) -> String {
     tillbridge_core::sales::api::closability_json(request_json)
+}
+
+/// What pending events (POS stock pushes, orders, shipments, cancels, refunds) will do to
+/// salable quantity: `{snapshot, events, skus?}` → salable quantity per SKU and stock before and
+/// after each event, with Magento's refusal on any event it would refuse.
+#[wasm_bindgen]
+pub fn preview_reservations(request_json: &str) -> String {
+    tillbridge_core::inventory::preview::preview_json(request_json)
 }
 
 #[cfg(test)]
@@ -74,6 +82,38 @@ mod tests {
             serde_json::from_str(&predict_closability(&req.to_string())).expect("json");
         let errors = out["errors"].as_array().map_or(0, Vec::len);
         assert!(errors >= 2, "{out}");
+    }
+
+    #[test]
+    fn preview_reservations_shows_a_store_sale_eating_into_web_stock() {
+        let req = json!({
+            "snapshot": {
+                "websites": ["uk"],
+                "sources": [{"source_code": "shop-1"}],
+                "stocks": [{"stock_id": 2, "websites": ["uk"]}],
+                "links": [{"stock_id": 2, "source_code": "shop-1", "priority": 1}],
+                "products": [{"sku": "MUG"}],
+                "source_items": [{"source_code": "shop-1", "sku": "MUG", "quantity": 3, "status": 1}]
+            },
+            "events": [
+                {"type": "order_placed", "increment_id": "100", "website": "uk", "items": [{"sku": "MUG", "qty": 1}]},
+                {"type": "pos_stock_push", "source_code": "shop-1", "sku": "MUG", "quantity": 1}
+            ]
+        });
+        let out: Value =
+            serde_json::from_str(&preview_reservations(&req.to_string())).expect("json");
+        let qty = |step: &Value| step["salable"][0]["salable_qty"].clone();
+        assert_eq!(qty(&json!({"salable": out["initial"]})), json!(3), "{out}");
+        assert_eq!(
+            qty(&out["steps"][0]),
+            json!(2),
+            "the web order reserves one"
+        );
+        assert_eq!(
+            qty(&out["steps"][1]),
+            json!(0),
+            "the till sold two: one on hand, one reserved"
+        );
     }
 
     #[test]

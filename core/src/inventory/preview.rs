@@ -751,3 +751,22 @@ pub fn preview(request: &PreviewRequest) -> Result<PreviewResponse, MagentoError
     }
     Ok(PreviewResponse { initial, steps })
 }
+
+/// JSON text in, JSON text out, for the Magento admin (through `tillbridge-wasm`): a
+/// [`PreviewResponse`], or `{"errors": [...]}` for malformed JSON, or Magento's error body
+/// (`{"message", "parameters", "errors"}`) when the snapshot itself is refused.
+pub fn preview_json(request_json: &str) -> String {
+    let answer = match serde_json::from_str::<PreviewRequest>(request_json) {
+        Err(e) => serde_json::json!({"errors": [{
+            "field": format!("line {} column {}", e.line(), e.column()),
+            "message": e.to_string(),
+        }]}),
+        Ok(req) => match preview(&req) {
+            Ok(resp) => serde_json::to_value(resp).unwrap_or_else(
+                |e| serde_json::json!({"errors": [{"field": "", "message": e.to_string()}]}),
+            ),
+            Err(e) => e.rest_body(),
+        },
+    };
+    answer.to_string()
+}
