@@ -41,6 +41,8 @@ pub fn pos(opts: PosOptions, out: &mut dyn Write) -> Result<Status, CliError> {
                     .signature_key
                     .clone()
                     .unwrap_or_else(square::webhooks::default_signature_key),
+                retries: 5,
+                retry_delay_ms: square::webhooks::default_retry_delay_ms(),
             });
         let config = square::Config {
             token: token.clone(),

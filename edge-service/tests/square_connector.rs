@@ -1145,10 +1145,16 @@ async fn signed_webhooks_only_trigger_an_early_poll_and_duplicates_are_dropped()
         "answered at once, duplicates too"
     );
 
-    let early = intake.take_pending();
+    let early = tokio::time::timeout(Duration::from_secs(30), intake.next_early_poll())
+        .await
+        .expect("a verified webhook wakes the poller");
     assert_eq!(
         early.feeds,
         BTreeSet::from([Feed::StockChanges, Feed::Sales])
+    );
+    assert!(
+        intake.take_pending().is_empty(),
+        "the duplicates asked for nothing more"
     );
     // The hint did not change our stock: only the poll it triggers does.
     let key = (

@@ -9,9 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::ids::fnv1a;
-use crate::state::{
-    ChangeKind, Fulfillment, LineItem, Order, OrderTax, Payment, State, Tender, money,
-};
+use crate::state::{ChangeKind, Fulfillment, LineItem, Order, OrderTax, Payment, State, Tender};
 use crate::time::{format_ms, parse_ms};
 
 /// Square's `operationId` for a method and path (e.g. `SearchOrders`), for the call log and the
@@ -1525,9 +1523,4 @@ fn get_payment(s: &State, id: &str) -> ApiResult<Value> {
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("Payment `{id}` not found.")))?;
     Ok(json!({ "payment": State::payment_json(p) }))
-}
-
-/// `money` re-exported for the control API's rendering.
-pub fn money_json(amount: i64, currency: &str) -> Value {
-    money(amount, currency)
 }

@@ -167,11 +167,28 @@ pub async fn start_on(config: Config, addr: SocketAddr) -> std::io::Result<(Hand
     let shared: Shared = Arc::new(Mutex::new(st));
 
     let for_task = shared.clone();
+    let retry_tx = lock(&shared).webhooks.sender.clone();
     tokio::spawn(async move {
         let client = reqwest::Client::new();
         while let Some(d) = rx.recv().await {
             let rec = webhooks::deliver(&client, &d).await;
+            let failed = !rec.status.is_some_and(|s| (200..300).contains(&s));
             lock(&for_task).webhooks.deliveries.push(rec);
+            if failed
+                && d.retries_left > 0
+                && let Some(tx) = retry_tx.clone()
+            {
+                // Retry later with an increasing delay, as Square does.
+                let mut next = d.clone();
+                next.retries_left -= 1;
+                next.retry_number += 1;
+                next.retry_delay_ms = d.retry_delay_ms.saturating_mul(2);
+                let wait = Duration::from_millis(d.retry_delay_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let _ = tx.send(next);
+                });
+            }
         }
     });
 

@@ -30,6 +30,17 @@ pub struct Subscription {
     pub notification_url: Option<String>,
     #[serde(default = "default_signature_key")]
     pub signature_key: String,
+    /// Retries after a failed delivery (not 2xx, or unreachable), with `square-retry-number`
+    /// counting them; Square keeps trying for 72 h, the emulator a bounded number of times.
+    #[serde(default)]
+    pub retries: u32,
+    /// The first retry's delay in milliseconds; doubled for each further retry.
+    #[serde(default = "default_retry_delay_ms")]
+    pub retry_delay_ms: u64,
+}
+
+pub fn default_retry_delay_ms() -> u64 {
+    1000
 }
 
 pub fn default_signature_key() -> String {
@@ -54,6 +65,9 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub url: String,
+    /// Retries left after this attempt fails, and the delay before the next one.
+    pub retries_left: u32,
+    pub retry_delay_ms: u64,
     pub event_id: String,
     pub body: String,
     pub signature: String,
@@ -157,6 +171,8 @@ impl State {
         }
         let delivery = Delivery {
             url: sub.url,
+            retries_left: sub.retries,
+            retry_delay_ms: sub.retry_delay_ms,
             event_id,
             body,
             signature,

@@ -14,6 +14,7 @@ use std::process::Command;
 use common::Emu;
 use serde_json::json;
 use tillbridge_square_emulator::DEFAULT_TOKEN;
+use tillbridge_square_emulator::contract::Spec;
 
 const VENV_PYTHON: &str = "/var/tmp/tillbridge-squareup-venv/bin/python";
 
@@ -97,5 +98,15 @@ async fn squares_python_sdk_parses_every_emulator_response() {
         assert!(ops.contains(&op), "the SDK never called {op}: {ops:?}");
     }
     assert!(!ops.contains(&"UNROUTED"), "{ops:?}");
+
+    // And every answer the SDK got conforms to Square's OpenAPI document.
+    let spec = Spec::load(&common::square_spec_path()).unwrap();
+    for c in calls["calls"].as_array().unwrap() {
+        let op = c["operation"].as_str().unwrap();
+        let status = u16::try_from(c["status"].as_u64().unwrap()).unwrap();
+        let schema = spec.response_schema(op, status).unwrap();
+        let v = spec.validate(schema, &c["response_body"]);
+        assert!(v.is_empty(), "{op} {status}: {v:?}");
+    }
     emu.handle.stop().await;
 }
