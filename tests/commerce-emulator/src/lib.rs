@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod clock;
+pub mod contract;
 pub mod control;
 pub mod faults;
 pub mod http_client;

@@ -273,7 +273,13 @@ fn bulk_route(st: &State, method: &str, segs: &[&str], query: &str) -> (u16, Val
         ("GET", []) => {
             let q = webapi::parse_query(query);
             let criteria = webapi::search_criteria_from_query(&q).unwrap_or_default();
-            let r = criteria.apply(bulk::operation_rows(&st.world.bulk));
+            let mut r = criteria.apply(bulk::operation_rows(&st.world.bulk));
+            // `start_time` is searchable (the bulk's) but not part of an operation.
+            for item in &mut r.items {
+                if let Some(m) = item.as_object_mut() {
+                    m.remove("start_time");
+                }
+            }
             (
                 200,
                 json!({"items": r.items, "search_criteria": r.search_criteria, "total_count": r.total_count}),

@@ -1,6 +1,8 @@
 //! Test helpers: an emulator on a free port and a small client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod scenario;
+
 use serde_json::{Value, json};
 use tillbridge_commerce_emulator::{DEFAULT_TOKEN, EmulatorConfig, Handle, start};
 
