@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod commerce;
 pub mod conformance;
 pub mod demo;
 pub mod pos;
