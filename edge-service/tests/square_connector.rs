@@ -1062,6 +1062,25 @@ async fn a_shipment_reports_tracking_and_a_cancellation_its_reason() {
         (FulfilmentState::Cancelled, Some("Damaged in store"))
     );
 
+    // A fully discounted order (total 0) is paid with no payment and still reaches the till.
+    let mut free = request(FulfilmentKind::Pickup, "YORK00000001");
+    for l in &mut free.lines {
+        l.unit_price = Money::new(0, Currency::GBP);
+    }
+    let r = conn.create_fulfilment(&free).await.unwrap();
+    assert_eq!((r.state, r.version), (FulfilmentState::Requested, 2));
+    let till = emu
+        .ctl("GET", "tills/YORK00000001/orders", Value::Null)
+        .await;
+    assert!(
+        till["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == json!(r.reference.external_order_id))
+    );
+    assert_eq!(emu.calls("PayOrder").await, vec![200]);
+
     let mut long = request(FulfilmentKind::Pickup, "YORK00000001");
     long.order_reference = "X".repeat(41);
     let err = conn.create_fulfilment(&long).await.unwrap_err();
