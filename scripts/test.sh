@@ -134,6 +134,23 @@ ensure_python_squareup() {
 }
 export TILLBRIDGE_SQUAREUP_PYTHON="$SQUAREUP_VENV/bin/python"
 
+# PyMagento (PyPI pymagento, pinned in tests/commerce-emulator/client_check/requirements.txt),
+# a Magento client nobody here wrote, in the same venv; the Commerce emulator's client test
+# drives the emulator with it.
+ensure_python_pymagento() {
+  local req="$repo/tests/commerce-emulator/client_check/requirements.txt"
+  local want
+  want=$(grep -v '^#' "$req" | grep -m1 'pymagento==' | sed 's/.*==//')
+  if [ -x "$SQUAREUP_VENV/bin/python" ] \
+    && [ "$("$SQUAREUP_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pymagento"))' 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "setup: pip install pymagento==$want into $SQUAREUP_VENV"
+  [ -x "$SQUAREUP_VENV/bin/python" ] || python3 -m venv "$SQUAREUP_VENV"
+  "$SQUAREUP_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+}
+export TILLBRIDGE_PYMAGENTO_PYTHON="$SQUAREUP_VENV/bin/python"
+
 setup() {
   if [ -n "${TILLBRIDGE_SKIP_SETUP:-}" ]; then
     return 0
@@ -141,6 +158,7 @@ setup() {
   ensure_apt_packages
   ensure_rust
   ensure_python_squareup
+  ensure_python_pymagento
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -1210,6 +1210,37 @@ fn cancel(st: &mut State, id: &str, body: &Value, now_text: &str) -> Result<Valu
     Ok(v)
 }
 
+/// `ShipmentFactory::prepareItems` ships `min(requested, qty to ship)` of a plain item (neither
+/// parent nor child); a request for more than is left ships what is left, and a request for
+/// nothing left is refused as a shipment without products.
+fn cap_ship_quantities(order: &Order, body: &mut Value) {
+    let Some(items) = body.get_mut("items").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for line in items {
+        let Some(item) = line
+            .get("order_item_id")
+            .and_then(Value::as_u64)
+            .and_then(|id| order.item(id))
+        else {
+            continue;
+        };
+        let plain = item.parent_item_id.is_none()
+            && !order
+                .items
+                .iter()
+                .any(|c| c.parent_item_id == Some(item.item_id));
+        let left = (item.qty_ordered - item.qty_shipped - item.qty_refunded - item.qty_canceled)
+            .max(Decimal::ZERO);
+        if plain
+            && let Some(q) = line.get("qty").and_then(decimal_from_json)
+            && q > left
+        {
+            line["qty"] = num(left);
+        }
+    }
+}
+
 /// `POST /V1/order/:id/ship|invoice|refund` (and `/V1/invoice/:id/refund`): the model moves
 /// stock and quantities; the document's lines are what the order's quantities moved by.
 fn document(
@@ -1239,6 +1270,12 @@ fn document(
             .map(|(i, q)| json!({"order_item_id": i, "qty": num(*q)}))
             .collect();
         body["items"] = json!(lines);
+    }
+    if kind == "ship" {
+        cap_ship_quantities(
+            order_of(&st.world.exec.inventory, order_id).map_err(me)?,
+            &mut body,
+        );
     }
     let (status, v) = delegate(st, "POST", &format!("/V1/order/{order_id}/{kind}"), &body);
     if status >= 400 {
