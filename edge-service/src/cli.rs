@@ -163,14 +163,24 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
                     .ok()
                     .map(|s| s.path.join("vectors").join("tax-diff")),
             };
+            let load = || {
+                std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown".to_owned())
+            };
+            let load_before = load();
             let report = bench::run(*seconds, vectors.as_deref(), |step| {
                 let _ = writeln!(err, "measuring {step} ...");
             });
             let command = format!("tillbridge bench tax --seconds {seconds}");
             let machine = format!(
-                "{} ({} logical CPUs)",
+                "{} ({} logical CPUs; 1-minute load average {} before the run, {} after — other \
+                 work on the machine lowers every figure, the ratios less so)",
                 std::env::consts::ARCH,
-                std::thread::available_parallelism().map_or(1, |n| n.get())
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                load_before,
+                load()
             );
             let md = report.markdown(&command, &machine);
             match path {
