@@ -589,9 +589,13 @@ impl CommerceClient {
                             throttled,
                         } => {
                             if throttled {
-                                self.inner
-                                    .budget
-                                    .on_throttle(retry_after.filter(|_| status == 429));
+                                // A `Retry-After` holds every caller, capped like the
+                                // call's own wait.
+                                self.inner.budget.on_throttle(
+                                    retry_after
+                                        .filter(|_| status == 429)
+                                        .map(|r| r.min(policy.max_retry_after)),
+                                );
                             }
                             let kind = if status == 429 {
                                 ErrorKind::Throttled { retry_after }
