@@ -70,6 +70,23 @@ pub enum SandboxSuite {
         #[arg(long)]
         empty: bool,
     },
+    /// The Adobe Commerce (Magento 2.4 + MSI) emulator: Magento's REST routes for inventory,
+    /// orders and documents, with input limits and a throttle like a small real store, plus a
+    /// control API under /__emulator/ (tests/commerce-emulator/README.md).
+    Commerce {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The integration token to accept as a bearer token (a default is printed when absent).
+        #[arg(long)]
+        token: Option<String>,
+        /// Start with Magento's install defaults only (default: a small demo shop).
+        #[arg(long)]
+        empty: bool,
+        /// No input limits and no throttle.
+        #[arg(long)]
+        unlimited: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +115,12 @@ pub enum Suite {
         /// Magento release whose results to reproduce: 2.4.6 or mainline.
         #[arg(long, default_value = "2.4.6", value_parser = conformance::parse_release)]
         release: TaxRelease,
+    },
+    /// Run every Magento MSI case in DIR (shared/vectors/msi format) against a fresh Commerce
+    /// emulator over HTTP; one PASS/FAIL line per case, then the counts.
+    Msi {
+        /// Folder of MSI vectors (fixtures.json and cases/), e.g. ../shared/vectors/msi.
+        dir: PathBuf,
     },
 }
 
@@ -137,6 +160,8 @@ pub enum CliError {
     Output(#[from] io::Error),
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error("conformance msi: {0}")]
+    Msi(String),
 }
 
 /// Run a parsed command line, writing the report to `out` and timings to `err`.
@@ -145,6 +170,28 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
         Command::Conformance {
             suite: Suite::Tax { dir, release },
         } => conformance_tax(dir, RunOptions { release: *release }, out, err),
+        Command::Conformance {
+            suite: Suite::Msi { dir },
+        } => crate::conformance_msi::run(dir, out, err),
+        Command::Sandbox {
+            suite:
+                SandboxSuite::Commerce {
+                    port,
+                    token,
+                    empty,
+                    unlimited,
+                },
+        } => tillbridge_commerce_emulator::sandbox::run(
+            &tillbridge_commerce_emulator::sandbox::SandboxOptions {
+                port: *port,
+                token: token.clone(),
+                empty: *empty,
+                unlimited: *unlimited,
+            },
+            out,
+        )
+        .map(|()| Status::Passed)
+        .map_err(|e| CliError::Sandbox(e.to_string())),
         Command::Demo => {
             let shared = shared::locate()?;
             demo::run(&shared, out)

@@ -19,6 +19,7 @@ pub mod bench;
 pub mod cli;
 pub mod commerce;
 pub mod conformance;
+pub mod conformance_msi;
 pub mod demo;
 pub mod pos;
 pub mod sandbox;

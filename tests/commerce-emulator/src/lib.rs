@@ -34,6 +34,7 @@ pub mod http_client;
 pub mod msi;
 pub mod rest;
 pub mod sales;
+pub mod sandbox;
 pub mod state;
 
 use std::net::SocketAddr;
