@@ -329,3 +329,23 @@ async fn a_fraction_of_calls_fail_reproducibly() {
     let rules = emu.ctl("GET", "faults", json!(null)).await;
     assert_eq!(rules["rules"][0]["fired"], json!(failed));
 }
+
+#[tokio::test]
+async fn a_busy_store_answers_429_when_the_queue_is_longer_than_allowed() {
+    let emu = Emu::start().await;
+    emu.ctl(
+        "POST",
+        "config",
+        json!({"throttle": {"enabled": true, "requests_per_second": 2.0, "max_wait_ms": 0}}),
+    )
+    .await;
+    let (a, b) = tokio::join!(
+        emu.call("GET", "/V1/inventory/stocks", None),
+        emu.call("GET", "/V1/inventory/stocks", None)
+    );
+    let mut statuses = vec![a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 429]);
+    let calls = emu.calls().await;
+    assert!(calls.iter().any(|c| c["faults"] == json!(["throttled"])));
+}
