@@ -23,4 +23,5 @@ pub mod mapping;
 pub mod php;
 pub mod pos;
 pub mod sales;
+pub mod sync;
 pub mod tax;
