@@ -359,17 +359,17 @@ async fn source_items_are_pushed_searched_deleted_and_read_back_as_salable_quant
     assert_eq!(liked.items, vec![item("TEE-S", "store-01", "12")]);
 
     assert_eq!(
-        c.salable_quantity("TEE-S", stock(2)).await.unwrap(),
+        c.salable_quantity(&sku("TEE-S"), stock(2)).await.unwrap(),
         d("12")
     );
-    assert!(c.is_product_salable("TEE-S", stock(2)).await.unwrap());
+    assert!(c.is_product_salable(&sku("TEE-S"), stock(2)).await.unwrap());
     let both = c
-        .are_products_salable(&["TEE-S", "MUG"], stock(2))
+        .are_products_salable(&[sku("TEE-S"), sku("MUG")], stock(2))
         .await
         .unwrap();
     assert!(both.iter().all(|r| r.salable && r.stock_id == stock(2)));
     let too_many = c
-        .is_product_salable_for_requested_qty("TEE-S", stock(2), d("13"))
+        .is_product_salable_for_requested_qty(&sku("TEE-S"), stock(2), d("13"))
         .await
         .unwrap();
     assert!(!too_many.salable);
@@ -384,11 +384,11 @@ async fn source_items_are_pushed_searched_deleted_and_read_back_as_salable_quant
         .are_products_salable_for_requested_qty(
             &[
                 SkuQty {
-                    sku: "TEE-S".into(),
+                    sku: sku("TEE-S"),
                     qty: d("2"),
                 },
                 SkuQty {
-                    sku: "MUG".into(),
+                    sku: sku("MUG"),
                     qty: d("8"),
                 },
             ],
@@ -417,7 +417,10 @@ async fn source_items_are_pushed_searched_deleted_and_read_back_as_salable_quant
             .total_count,
         0
     );
-    let unknown = c.salable_quantity("NOPE", stock(2)).await.unwrap_err();
+    let unknown = c
+        .salable_quantity(&sku("NOPE"), stock(2))
+        .await
+        .unwrap_err();
     assert!(unknown.is_not_found());
     assert_eq!(
         unknown.message().unwrap(),
@@ -697,11 +700,14 @@ async fn reservation_routes_list_sum_append_and_report_inconsistencies() {
         "000000301",
         json!([{"sku": "TEE-S", "qty": 2, "price": 15}]),
     );
-    let rows = c.reservations(Some("TEE-S"), Some(stock(2))).await.unwrap();
+    let rows = c
+        .reservations(Some(&sku("TEE-S")), Some(stock(2)))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].quantity, d("-2"));
     assert_eq!(
-        c.reservations_sum("TEE-S", stock(2)).await.unwrap(),
+        c.reservations_sum(&sku("TEE-S"), stock(2)).await.unwrap(),
         d("-2")
     );
     assert!(c.reservation_inconsistencies().await.unwrap().is_empty());
@@ -723,7 +729,7 @@ async fn reservation_routes_list_sum_append_and_report_inconsistencies() {
     .await
     .unwrap();
     assert_eq!(
-        c.reservations_sum("TEE-S", stock(2)).await.unwrap(),
+        c.reservations_sum(&sku("TEE-S"), stock(2)).await.unwrap(),
         d("-1")
     );
     let found = c.reservation_inconsistencies().await.unwrap();
@@ -1285,7 +1291,10 @@ async fn lost_answers_on_other_non_idempotent_writes_are_recovered() {
     c.append_reservations(&key("reserve-r501"), &[compensation])
         .await
         .unwrap();
-    let rows = c.reservations(Some("MUG"), Some(stock(2))).await.unwrap();
+    let rows = c
+        .reservations(Some(&sku("MUG")), Some(stock(2)))
+        .await
+        .unwrap();
     assert_eq!(
         rows.iter()
             .filter(|r| r.metadata.as_deref().is_some_and(|m| m.contains("R-501")))
@@ -1564,7 +1573,7 @@ async fn oauth_signatures_cover_the_query_actually_sent_and_every_retry_is_signe
         .page_size(20);
     let page = c.source_items(&criteria).await.unwrap();
     assert_eq!(page.total_count, 0);
-    c.is_product_salable("A B/1", StockId::DEFAULT)
+    c.is_product_salable(&sku("A B/1"), StockId::DEFAULT)
         .await
         .unwrap_err();
     let seen = seen.lock().unwrap().clone();

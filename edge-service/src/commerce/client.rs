@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tillbridge_core::inventory::num::{decimal_from_json, decimal_to_json};
-use tillbridge_core::inventory::{SourceCode, StockId};
+use tillbridge_core::inventory::{Sku, SourceCode, StockId, StoreCode};
 
 use super::auth::{Credentials, NonceSource, Secret, oauth_header, unix_now};
 use super::budget::Budget;
@@ -46,7 +46,7 @@ pub struct ClientConfig {
     /// Where `/rest` lives: `https://shop.example.com` (a path prefix is kept).
     pub base_url: String,
     /// Store view code in the path (`None`: `/rest/V1/...`, the default store view).
-    pub store_code: Option<String>,
+    pub store_code: Option<StoreCode>,
     /// How to authenticate.
     pub credentials: Credentials,
     /// Per attempt, from sending to the last byte of the answer.
@@ -339,7 +339,7 @@ impl CommerceClient {
 
     fn url_for(&self, call: &Call<'_>) -> Result<url::Url, String> {
         let c = &self.inner.config;
-        let store = c.store_code.as_deref().map(seg);
+        let store = c.store_code.as_ref().map(|s| seg(s.as_str()));
         let rest = match (call.prefix, store) {
             (Prefix::Sync, None) => "/rest".to_owned(),
             (Prefix::Sync, Some(s)) => format!("/rest/{s}"),
@@ -1183,7 +1183,7 @@ impl CommerceClient {
     /// negative).
     pub async fn salable_quantity(
         &self,
-        sku: &str,
+        sku: &Sku,
         stock: StockId,
     ) -> Result<Decimal, CommerceError> {
         let called = self
@@ -1191,7 +1191,7 @@ impl CommerceClient {
                 "/V1/inventory/get-product-salable-quantity/:sku/:stockId",
                 format!(
                     "/V1/inventory/get-product-salable-quantity/{}/{}",
-                    seg(sku),
+                    seg(sku.as_str()),
                     stock.get()
                 ),
             ))
@@ -1212,14 +1212,14 @@ impl CommerceClient {
     /// `GET /V1/inventory/is-product-salable/:sku/:stockId`.
     pub async fn is_product_salable(
         &self,
-        sku: &str,
+        sku: &Sku,
         stock: StockId,
     ) -> Result<bool, CommerceError> {
         self.typed(Call::get(
             "/V1/inventory/is-product-salable/:sku/:stockId",
             format!(
                 "/V1/inventory/is-product-salable/{}/{}",
-                seg(sku),
+                seg(sku.as_str()),
                 stock.get()
             ),
         ))
@@ -1229,13 +1229,13 @@ impl CommerceClient {
     /// `GET /V1/inventory/are-products-salable?skus[i]=…&stockId=…`.
     pub async fn are_products_salable(
         &self,
-        skus: &[&str],
+        skus: &[Sku],
         stock: StockId,
     ) -> Result<Vec<ProductSalability>, CommerceError> {
         let mut query: Vec<(String, String)> = skus
             .iter()
             .enumerate()
-            .map(|(i, s)| (format!("skus[{i}]"), (*s).to_owned()))
+            .map(|(i, s)| (format!("skus[{i}]"), s.as_str().to_owned()))
             .collect();
         query.push(("stockId".to_owned(), stock.get().to_string()));
         self.typed(
@@ -1251,7 +1251,7 @@ impl CommerceClient {
     /// `GET /V1/inventory/is-product-salable-for-requested-qty/:sku/:stockId/:requestedQty`.
     pub async fn is_product_salable_for_requested_qty(
         &self,
-        sku: &str,
+        sku: &Sku,
         stock: StockId,
         qty: Decimal,
     ) -> Result<RequestedQtySalability, CommerceError> {
@@ -1259,7 +1259,7 @@ impl CommerceClient {
             "/V1/inventory/is-product-salable-for-requested-qty/:sku/:stockId/:requestedQty",
             format!(
                 "/V1/inventory/is-product-salable-for-requested-qty/{}/{}/{}",
-                seg(sku),
+                seg(sku.as_str()),
                 stock.get(),
                 qty.normalize()
             ),
@@ -1276,7 +1276,7 @@ impl CommerceClient {
     ) -> Result<Vec<RequestedQtySalability>, CommerceError> {
         let mut query = Vec::new();
         for (i, r) in requests.iter().enumerate() {
-            query.push((format!("skuRequests[{i}][sku]"), r.sku.clone()));
+            query.push((format!("skuRequests[{i}][sku]"), r.sku.as_str().to_owned()));
             query.push((
                 format!("skuRequests[{i}][qty]"),
                 r.qty.normalize().to_string(),
@@ -1693,12 +1693,12 @@ impl CommerceClient {
     /// `GET /V1/tillbridge/reservations?sku=…&stockId=…`.
     pub async fn reservations(
         &self,
-        sku: Option<&str>,
+        sku: Option<&Sku>,
         stock: Option<StockId>,
     ) -> Result<Vec<Reservation>, CommerceError> {
         let mut query = Vec::new();
         if let Some(s) = sku {
-            query.push(("sku".to_owned(), s.to_owned()));
+            query.push(("sku".to_owned(), s.as_str().to_owned()));
         }
         if let Some(s) = stock {
             query.push(("stockId".to_owned(), s.get().to_string()));
@@ -1716,7 +1716,7 @@ impl CommerceClient {
     /// `GET /V1/tillbridge/reservations-sum/:sku/:stockId`.
     pub async fn reservations_sum(
         &self,
-        sku: &str,
+        sku: &Sku,
         stock: StockId,
     ) -> Result<Decimal, CommerceError> {
         let called = self
@@ -1724,7 +1724,7 @@ impl CommerceClient {
                 "/V1/tillbridge/reservations-sum/:sku/:stockId",
                 format!(
                     "/V1/tillbridge/reservations-sum/{}/{}",
-                    seg(sku),
+                    seg(sku.as_str()),
                     stock.get()
                 ),
             ))
@@ -1901,7 +1901,7 @@ mod tests {
             "http://127.0.0.1:9/shop/",
             Credentials::Bearer(Secret::new("t")),
         );
-        c.store_code = store.map(str::to_owned);
+        c.store_code = store.map(|s| StoreCode::parse(s).unwrap());
         CommerceClient::new(c, Budget::default()).unwrap()
     }
 

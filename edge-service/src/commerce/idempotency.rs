@@ -58,7 +58,7 @@ use super::types::{
     CreditMemo, DocumentLine, Invoice, LineProgress, NewReservation, OrderId, OrderProgress,
     Shipment, Stock,
 };
-use tillbridge_core::inventory::StockId;
+use tillbridge_core::inventory::{Sku, StockId};
 
 /// The caller's name for one write (≤ 80 characters of `A–Z a–z 0–9 . _ : / -`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -404,15 +404,18 @@ impl CommerceClient {
     }
 
     async fn probe_reservations(&self, rows: &[NewReservation]) -> Probe {
-        let mut pairs: Vec<(String, StockId)> = rows
-            .iter()
-            .map(|r| (r.sku.as_str().to_lowercase(), r.stock_id))
-            .collect();
-        pairs.sort();
-        pairs.dedup();
+        let mut pairs: Vec<(&Sku, StockId)> = Vec::new();
+        for r in rows {
+            if !pairs
+                .iter()
+                .any(|(s, st)| s.key() == r.sku.key() && *st == r.stock_id)
+            {
+                pairs.push((&r.sku, r.stock_id));
+            }
+        }
         let mut existing = Vec::new();
         for (sku, stock) in &pairs {
-            match self.reservations(Some(sku), Some(*stock)).await {
+            match self.reservations(Some(*sku), Some(*stock)).await {
                 Ok(list) => existing.extend(list),
                 Err(e) => return Probe::Unknown(format!("listing reservations failed: {e}")),
             }

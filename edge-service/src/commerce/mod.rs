@@ -24,6 +24,33 @@
 //! * [`observe`]: [`CallRecord`] and observers.
 //! * [`types`]: request and answer shapes (quantities as `Decimal`).
 //!
+//! ```no_run
+//! # async fn push() -> Result<(), Box<dyn std::error::Error>> {
+//! use rust_decimal::Decimal;
+//! use tillbridge_core::inventory::{Sku, SourceCode, StockId};
+//! use tillbridge_edge::commerce::types::{SourceItem, SourceItemStatus};
+//! use tillbridge_edge::commerce::{
+//!     Budget, BudgetConfig, ClientConfig, CommerceClient, Credentials, IdempotencyKey, Secret,
+//! };
+//!
+//! // One budget per Commerce, cloned into every client and caller.
+//! let budget = Budget::new(BudgetConfig::default());
+//! let config = ClientConfig::new("https://shop.example.com", Credentials::Bearer(Secret::new("…")));
+//! let client = CommerceClient::new(config, budget.clone())?;
+//! let tee = Sku::parse("TEE-S")?;
+//! let item = SourceItem {
+//!     sku: tee.clone(),
+//!     source_code: SourceCode::parse("store-01")?,
+//!     quantity: Decimal::from(12),
+//!     status: SourceItemStatus::InStock,
+//! };
+//! client.save_source_items(&IdempotencyKey::parse("push:store-01:42")?, &[item]).await?;
+//! let salable = client.salable_quantity(&tee, StockId::parse(2)?).await?;
+//! # let _ = salable;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The client does no business logic: which quantities to push, which order to ship from
 //! which source, and when, is decided by the core and executed by the sync engine. It never
 //! splits a list for the caller (a list over Magento's input limit is refused unsent), and it

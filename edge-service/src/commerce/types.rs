@@ -312,7 +312,7 @@ pub struct RequestedQtySalability {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkuQty {
     /// The SKU.
-    pub sku: String,
+    pub sku: Sku,
     /// The quantity.
     pub qty: Decimal,
 }
