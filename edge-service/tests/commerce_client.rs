@@ -1129,6 +1129,46 @@ async fn a_shipment_refused_before_it_ran_is_sent_again_once() {
 }
 
 #[tokio::test]
+async fn a_shipment_that_lands_after_the_client_gave_up_is_recognised_not_repeated() {
+    // The first attempt is slower than the client's timeout; Commerce still runs it. The
+    // retry (ship everything) then lands after it and is refused, because nothing is left to
+    // ship: the client looks again and reports the first attempt's shipment.
+    let e = Env::start_with(EmulatorConfig::default(), |c| {
+        c.request_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let c = &e.client;
+    let id = e.checkout(
+        "000000405",
+        json!([{"sku": "TEE-S", "qty": 2, "price": 15}]),
+    );
+    e.fault(json!({"rules": [
+        {"method": "POST", "path": "/V1/order/*/ship", "times": 1, "kind": {"type": "latency", "ms": 500}},
+        {"method": "POST", "path": "/V1/order/*/ship", "skip": 1, "times": 1, "kind": {"type": "latency", "ms": 200}}
+    ]}));
+    let shipped = c
+        .ship(
+            &key("ship-405"),
+            id,
+            &ShipRequest {
+                source_code: Some(src("store-01")),
+                ..ShipRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(shipped, Created::Recovered(_)), "{shipped:?}");
+    assert_eq!(
+        c.shipments(&SearchCriteria::new().eq("order_id", id.0))
+            .await
+            .unwrap()
+            .total_count,
+        1
+    );
+    assert_eq!(e.quantity("TEE-S").await, d("18"));
+}
+
+#[tokio::test]
 async fn without_document_listing_a_lost_shipment_is_recognised_by_the_order_quantities() {
     let e = Env::start().await;
     let c = &e.client;

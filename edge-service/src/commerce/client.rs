@@ -564,6 +564,18 @@ impl CommerceClient {
                         }
                         StatusClass::Permanent => {
                             let body = MagentoErrorBody::parse(&bytes, status);
+                            // A refusal after an attempt that may have run can be that attempt
+                            // landing late ("The order does not allow a shipment to be
+                            // created."): look once more before reporting it.
+                            if maybe_applied_before
+                                && let Safety::Guarded(guard) = &call.safety
+                                && let Probe::Applied(value) = Box::pin(self.probe(guard)).await
+                            {
+                                return Ok(Called {
+                                    value,
+                                    record: self.finish(rec, start, CallOutcome::Recovered),
+                                });
+                            }
                             if status == 404
                                 && matches!(call.safety, Safety::Delete)
                                 && maybe_applied_before
