@@ -38,11 +38,16 @@
 //!   [`ErrorKind::Ambiguous`](super::errors::ErrorKind::Ambiguous): the engine must reconcile
 //!   (read the order) before it tries again, and raises an exception if it cannot.
 //!
-//! Residual risk, stated: a request that is still running on the server when the probe reads
-//! (slower than the backoff wait) is seen as not applied and may be applied twice. Magento
-//! 2.4.7+ serialises document creation per order with a lock, which narrows but does not close
-//! this window; keep the backoff above the server's slowest document save, and leave the
-//! reconciliation (inconsistency check) on.
+//! A retry that Magento refuses (a 4xx) after an ambiguous attempt is probed once more: the
+//! refusal is often the first attempt having landed late ("The order does not allow a
+//! shipment to be created."), and then the call reports that attempt's document.
+//!
+//! Residual risk, stated: a partial document whose first attempt is still running on the
+//! server when the probe reads (slower than the timeout plus the backoff wait) is seen as not
+//! applied, and the retry may create a second one. Magento 2.4.7+ serialises document creation
+//! per order with a lock, which narrows but does not close this window; keep the per-attempt
+//! timeout and the backoff above the server's slowest document save, and leave the
+//! reservation inconsistency check on.
 //!
 //! [`CallRecord`]: super::observe::CallRecord
 
