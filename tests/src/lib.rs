@@ -4,6 +4,8 @@
 //! running a folder of tax vectors. Later issues add the Commerce and POS emulators and the
 //! deterministic simulator here.
 
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 
 use tillbridge_core::tax::conformance::{RunOptions, VectorOutcome, run_vector};

@@ -566,6 +566,28 @@ impl Engine {
         let routed = flow.source.is_some() || flow.warehouse || flow.unroutable;
         if canceled {
             self.on_commerce_cancel(&id, &record, now);
+            // The cancellation released its reservations: check that customers see the stock.
+            let keys: Vec<StockKey> = self
+                .orders
+                .get(&id)
+                .map(|f| {
+                    let skus: Vec<Sku> = f.order.lines.iter().map(|l| l.sku.clone()).collect();
+                    self.cfg
+                        .routing
+                        .sources
+                        .iter()
+                        .filter(|s| s.stock_ids.contains(&f.order.stock_id))
+                        .flat_map(|s| {
+                            skus.iter()
+                                .map(move |k| StockKey::new(k.clone(), s.source.clone()))
+                        })
+                        .take(skus.len())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for key in keys {
+                self.schedule_verify_forced(&key, now, true);
+            }
             return;
         }
         if !routed && !finished {
@@ -757,7 +779,11 @@ impl Engine {
             return;
         };
         let current = flow.fulfilment.unwrap_or(FulfilmentState::Requested);
-        if flow.fulfilment.is_some() && !current.can_become(state) {
+        // A further parcel of an order the store already handed over in part.
+        let another_parcel = current == FulfilmentState::Completed
+            && state == FulfilmentState::Completed
+            && lines.is_some();
+        if flow.fulfilment.is_some() && !another_parcel && !current.can_become(state) {
             self.record(
                 &record,
                 RecordState::Superseded,
@@ -1097,6 +1123,9 @@ impl Engine {
                 let e = self.entry(&key);
                 e.sending = None;
                 e.busy = None;
+                // The write may have been applied with its answer lost: what Commerce holds is
+                // unknown until the next confirmed push (absolute, so it converges).
+                e.commerce = None;
                 e.dirty_since = since.or(e.dirty_since);
                 for r in records {
                     if !e.waiting_records.contains(&r) {
@@ -1286,6 +1315,10 @@ impl Engine {
     }
 
     fn schedule_verify(&mut self, key: &StockKey, now: Timestamp) {
+        self.schedule_verify_forced(key, now, false);
+    }
+
+    fn schedule_verify_forced(&mut self, key: &StockKey, now: Timestamp, force: bool) {
         let vcfg = &self.cfg.verify;
         let velocity = self.ledger.get(key).map_or(Decimal::ZERO, |e| {
             e.sales.units(now, self.cfg.velocity_window_ms)
@@ -1296,7 +1329,11 @@ impl Engine {
             && self
                 .verify_counter
                 .is_multiple_of(u64::from(vcfg.sample_every));
-        if velocity < vcfg.high_velocity_per_hour && !sampled {
+        let under_watch = self.exceptions.values().any(|e| {
+            e.reason == Reason::SalableDidNotMove
+                && e.subject.starts_with(&format!("{} in stock ", key.sku))
+        });
+        if velocity < vcfg.high_velocity_per_hour && !sampled && !force && !under_watch {
             return;
         }
         let stocks: Vec<u32> = self
@@ -1385,7 +1422,14 @@ impl Engine {
             }
             return;
         };
-        if salable == Some(expected) {
+        // Magento answers 0 once its index decided the SKU is not salable (at or below the
+        // threshold); above it, the exact figure.
+        let matches = match salable {
+            Some(s) if expected > Decimal::ZERO => s == expected,
+            Some(s) => s == expected || s.is_zero(),
+            None => false,
+        };
+        if matches {
             self.resolve(
                 now,
                 &subject,
@@ -1419,6 +1463,14 @@ impl Engine {
             });
             return;
         }
+        // Keep looking (slowly) while the exception is open, so it resolves itself when
+        // Commerce catches up.
+        self.verify.push(VerifyTask {
+            at: now.add_millis(self.cfg.verify.delay_ms * 15),
+            sku: sku.clone(),
+            stock_id,
+            reads: 0,
+        });
         let shown = salable.map_or_else(|| "an error".to_owned(), |s| s.to_string());
         let records: Vec<String> = self
             .ledger

@@ -214,6 +214,9 @@ pub enum ShipmentState {
     },
 }
 
+/// A parcel handed over at a store: lines and the tracking number, if any.
+pub type Parcel = (Vec<(Sku, Decimal)>, Option<String>);
+
 /// The engine's view of one web order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderFlow {
@@ -234,6 +237,9 @@ pub struct OrderFlow {
     pub records: Vec<String>,
     /// Routing gave up (an exception is open).
     pub unroutable: bool,
+    /// Later parcels handed over while an earlier shipment was still in progress.
+    #[serde(default)]
+    pub handovers: Vec<Parcel>,
 }
 
 impl OrderFlow {
@@ -249,6 +255,7 @@ impl OrderFlow {
             cancel_sent: false,
             records: Vec::new(),
             unroutable: false,
+            handovers: Vec::new(),
         }
     }
 }
