@@ -24,3 +24,4 @@ pub mod demo;
 pub mod pos;
 pub mod sandbox;
 pub mod shared;
+pub mod store;
