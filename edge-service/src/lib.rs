@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod cli;
 pub mod commerce;
+pub mod config;
 pub mod conformance;
 pub mod conformance_msi;
 pub mod demo;
