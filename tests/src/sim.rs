@@ -578,6 +578,9 @@ impl Sim {
                     }
                 }
             }
+            if self.rng.below(30) == 0 {
+                self.crash_and_restart_mid_flight();
+            }
             let pause = i64::try_from(self.rng.below(5_000)).unwrap_or(0);
             self.run(pause);
         }
@@ -875,6 +878,26 @@ impl Sim {
             }
         }
         inputs
+    }
+
+    /// The service dies with commands in flight: their answers are lost, and a new engine is
+    /// restored from a snapshot of the old one (the service snapshots it and replays what came
+    /// after). Commands already applied in Commerce are sent again under the same idempotency
+    /// keys; Commerce must not act twice.
+    pub fn crash_and_restart_mid_flight(&mut self) {
+        // Execute the next round of commands but lose every answer.
+        for out in self.engine.poll(self.now) {
+            if let Output::Command(cmd) = out {
+                let _ = self.execute(&cmd);
+            }
+        }
+        self.deliveries.clear();
+        let json = serde_json::to_string(&self.engine).unwrap_or_else(|e| panic!("snapshot: {e}"));
+        let mut engine: Engine =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("restore: {e}"));
+        engine.resume(self.now);
+        self.engine = engine;
+        self.note("RESTART".to_owned());
     }
 
     /// Magento's cron: the MSI queue consumers, every five simulated seconds.

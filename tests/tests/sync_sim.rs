@@ -301,3 +301,38 @@ fn stuck_magento_consumers_raise_salable_did_not_move() {
     );
     sim.assert_consistent("consumers back");
 }
+
+#[test]
+fn a_second_parcel_handed_over_while_the_first_ships_is_shipped_after_it() {
+    let mut sim = fault_world(18, 6);
+    sim.web_order("100000011", Delivery::Ship, &[("MUG", 2), ("TEE", 2)])
+        .unwrap();
+    sim.run(60_000);
+    sim.store_hands_over("100000011", &[("MUG", 2)]);
+    // Let the first shipment go out (its answer still on the way), then the second parcel
+    // arrives.
+    sim.run(1);
+    assert!(sim.engine.commands_in_flight() > 0);
+    sim.store_hands_over("100000011", &[("TEE", 2)]);
+    sim.run(300_000);
+    sim.assert_consistent("two parcels");
+    assert_eq!(sim.engine.stats().shipments_created, 2);
+    assert_eq!(
+        sim.open_web_demand("MUG") + sim.open_web_demand("TEE"),
+        d(0)
+    );
+}
+
+#[test]
+fn a_restart_resends_what_was_in_flight_without_acting_twice() {
+    let mut sim = world(19, 5);
+    sim.web_order("100000012", Delivery::Ship, &[("MUG", 1)])
+        .unwrap();
+    sim.run(60_000);
+    sim.store_moves("100000012", Completed, None);
+    sim.pos_sale("TEE", "leeds", d(2));
+    sim.crash_and_restart_mid_flight();
+    sim.run(300_000);
+    sim.assert_consistent("after the restart");
+    assert_eq!(sim.commerce_qty("MUG", "york"), d(4), "shipped once");
+}

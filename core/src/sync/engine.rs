@@ -185,8 +185,10 @@ struct KeyBackoff {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Engine {
     cfg: EngineConfig,
+    #[serde(with = "pairs")]
     ledger: BTreeMap<StockKey, StockEntry>,
     pending: BTreeSet<StockKey>,
+    #[serde(with = "pairs")]
     backoff: BTreeMap<StockKey, KeyBackoff>,
     orders: BTreeMap<String, OrderFlow>,
     budget: Budget,
@@ -203,6 +205,31 @@ pub struct Engine {
     exceptions: BTreeMap<u64, ExceptionEntry>,
     journal: Vec<Journal>,
     stats: Stats,
+}
+
+/// Maps with structured keys serialize as lists of pairs (JSON keys must be strings).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<
+        'de,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    >(
+        d: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
+        Vec::<(K, V)>::deserialize(d).map(|v| v.into_iter().collect())
+    }
 }
 
 fn jitter(id: u64, attempt: u32, span: i64) -> i64 {
@@ -812,6 +839,7 @@ impl Engine {
                 self.comment(
                     &id,
                     entity_id,
+                    "accepted",
                     format!("Your order is being prepared at {name}."),
                     false,
                 );
@@ -822,6 +850,7 @@ impl Engine {
                     self.comment(
                         &id,
                         entity_id,
+                        "ready",
                         format!("Your order is ready for collection at {name}."),
                         true,
                     );
@@ -839,11 +868,34 @@ impl Engine {
                         .map(|l| (l.sku.clone(), l.open()))
                         .collect(),
                 };
-                flow.shipment = ShipmentState::Pending {
-                    lines: handed.clone(),
-                    tracking,
-                    command: None,
-                };
+                match &mut flow.shipment {
+                    // Not sent yet: the parcels travel as one shipment.
+                    ShipmentState::Pending {
+                        lines,
+                        command: None,
+                        ..
+                    } => {
+                        for (sku, units) in &handed {
+                            match lines.iter_mut().find(|(s, _)| s == sku) {
+                                Some((_, u)) => *u += *units,
+                                None => lines.push((sku.clone(), *units)),
+                            }
+                        }
+                    }
+                    // A shipment is on its way: this parcel goes next.
+                    ShipmentState::Pending {
+                        command: Some(_), ..
+                    } => {
+                        flow.handovers.push((handed.clone(), tracking));
+                    }
+                    _ => {
+                        flow.shipment = ShipmentState::Pending {
+                            lines: handed.clone(),
+                            tracking,
+                            command: None,
+                        };
+                    }
+                }
                 for (sku, units) in &handed {
                     let key = StockKey::new(sku.clone(), source.clone());
                     self.entry(&key).in_flight.push(InFlight {
@@ -881,10 +933,9 @@ impl Engine {
         }
     }
 
-    fn comment(&mut self, id: &str, entity_id: u64, text: String, notify: bool) {
-        let n = self.next_id;
+    fn comment(&mut self, id: &str, entity_id: u64, what: &str, text: String, notify: bool) {
         let cmd = self.new_command(
-            format!("comment:{id}:{n}"),
+            format!("comment:{id}:{what}"),
             CommandKind::OrderComment {
                 order: id.to_owned(),
                 entity_id,
@@ -1027,11 +1078,20 @@ impl Engine {
             }
             CommandKind::CreateShipment { order, source, .. } => {
                 self.stats.shipments_created += 1;
-                let lines = match self
-                    .orders
-                    .get_mut(&order)
-                    .map(|f| std::mem::replace(&mut f.shipment, ShipmentState::Created))
-                {
+                let lines = match self.orders.get_mut(&order).map(|f| {
+                    f.shipments += 1;
+                    let next = if f.handovers.is_empty() {
+                        ShipmentState::Created
+                    } else {
+                        let (lines, tracking) = f.handovers.remove(0);
+                        ShipmentState::Pending {
+                            lines,
+                            tracking,
+                            command: None,
+                        }
+                    };
+                    std::mem::replace(&mut f.shipment, next)
+                }) {
                     Some(ShipmentState::Pending { lines, .. }) => lines,
                     _ => Vec::new(),
                 };
@@ -1762,7 +1822,9 @@ impl Engine {
                 (false, Some(t)) => format!("Shipped from {name}, tracking {t}."),
                 (false, None) => format!("Shipped from {name}."),
             };
-            let n = self.next_id;
+            // The key names the parcel, not an engine counter: the same parcel decided again
+            // after a restart carries the same key, so Commerce creates it once.
+            let parcel = flow.shipments + 1;
             let kind = CommandKind::CreateShipment {
                 order: id.clone(),
                 entity_id: flow.order.entity_id,
@@ -1771,7 +1833,7 @@ impl Engine {
                 tracking: tracking.clone(),
                 comment,
             };
-            let cmd = self.new_command(format!("ship:{id}:{source}:{n}"), kind);
+            let cmd = self.new_command(format!("ship:{id}:{source}:{parcel}"), kind);
             for k in &keys {
                 self.entry(k).busy = Some(Busy::Shipment { command: cmd.id });
             }
@@ -1923,6 +1985,34 @@ impl Engine {
             },
         );
         self.send(cmd, Vec::new(), now, out);
+    }
+
+    /// After a restart: the commands that were in flight when the service stopped are sent again
+    /// (their idempotency keys make that safe), and a reconciliation sweep is requested.
+    pub fn resume(&mut self, now: Timestamp) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for (_, c) in in_flight {
+            let mut cmd = c.command;
+            if let CommandKind::PushSourceItems { .. } = cmd.kind {
+                // Absolute writes: release the keys; the next push carries the newest target.
+                for (key, _, records, since) in c.keys {
+                    let e = self.entry(&key);
+                    e.busy = None;
+                    e.sending = None;
+                    e.commerce = None;
+                    e.dirty_since = since.or(e.dirty_since);
+                    e.waiting_records.extend(records);
+                    self.pending.insert(key);
+                }
+                continue;
+            }
+            cmd.attempt += 1;
+            self.retries.push(Retry {
+                at: now,
+                command: cmd,
+            });
+        }
+        self.sweep_next = Some(now);
     }
 
     /// Start a reconciliation sweep at the next poll (e.g. `tillbridge audit`, or at start).

@@ -240,6 +240,9 @@ pub struct OrderFlow {
     /// Later parcels handed over while an earlier shipment was still in progress.
     #[serde(default)]
     pub handovers: Vec<Parcel>,
+    /// Commerce shipments created for the order (numbers the idempotency key of the next).
+    #[serde(default)]
+    pub shipments: u32,
 }
 
 impl OrderFlow {
@@ -256,6 +259,7 @@ impl OrderFlow {
             records: Vec::new(),
             unroutable: false,
             handovers: Vec::new(),
+            shipments: 0,
         }
     }
 }
