@@ -15,6 +15,7 @@
 //!
 //! Later issues add the POS poller and the Commerce committer here.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod commerce;
@@ -23,6 +24,7 @@ pub mod conformance;
 pub mod conformance_msi;
 pub mod demo;
 pub mod pos;
+pub mod runner;
 pub mod sandbox;
 pub mod shared;
 pub mod store;
