@@ -11,10 +11,16 @@
 //! The trait is synchronous: diesel is, and each call is one short transaction. Async callers
 //! run it on a blocking thread (`tokio::task::spawn_blocking`) when it matters.
 
+mod pos_records;
+mod schema;
+pub mod sql;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tillbridge_core::pos::Timestamp;
-use tillbridge_core::sync::{Command, ExceptionEntry, Journal, RecordState};
+use tillbridge_core::sync::{Command, ExceptionEntry, Input, Journal, Reason, RecordState};
+
+pub use sql::SqlStore;
 
 /// The id of a stored inbound record. The engine sees it as text (`RecordId::to_string`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,7 +102,8 @@ pub struct NewRecord {
     /// duplicate: it is not stored again.
     pub external_id: Option<String>,
     /// The record as the engine will receive it (a `core::sync::Input` in JSON), or the raw
-    /// payload for webhooks.
+    /// payload for webhooks. The id is not known before the insert: leave the input's `record`
+    /// field empty; [`RecordRow::input`] fills it in.
     pub payload: Value,
     pub received_at: Timestamp,
 }
@@ -114,6 +121,41 @@ pub struct RecordRow {
     /// The last sentence about it (what happened, or what to do).
     pub detail: String,
     pub updated_at: Timestamp,
+    /// The newest open exception that names this record, and its machine-readable reason
+    /// (a failed or stalled record usually has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl RecordRow {
+    /// The payload as the engine's input, its `record` set to this row's id. `Ok(None)` when
+    /// the payload is not an engine input (a raw webhook, a POS record the mapping does not
+    /// cover); an error when it says it is one (`"input"` key) but does not read as one.
+    pub fn input(&self) -> Result<Option<Input>, StoreError> {
+        if self.payload.get("input").is_none() {
+            return Ok(None);
+        }
+        let mut input: Input =
+            serde_json::from_value(self.payload.clone()).map_err(|e| StoreError::Corrupt {
+                what: format!("record {} payload", self.id),
+                why: e.to_string(),
+            })?;
+        match &mut input {
+            Input::PosStock { record, .. }
+            | Input::PosSale { record, .. }
+            | Input::CommerceOrder { record, .. }
+            | Input::Fulfilment { record, .. }
+            | Input::PosReturn { record, .. } => *record = self.id.to_string(),
+            Input::Result { .. }
+            | Input::Salable { .. }
+            | Input::SourceItems { .. }
+            | Input::RetryException { .. }
+            | Input::ResolveException { .. } => {}
+        }
+        Ok(Some(input))
+    }
 }
 
 /// One step of a record's or command's life.
@@ -150,16 +192,23 @@ pub struct ExceptionRow {
     pub resolution: Option<String>,
 }
 
-/// Filters for record listings (all optional; newest first).
+/// Filters for record listings (all optional; newest first). A `limit` of 0 means
+/// [`DEFAULT_LIMIT`]; limits above [`MAX_LIMIT`] are capped.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RecordFilter {
     pub kind: Option<RecordKind>,
     pub state: Option<RecordState>,
-    /// Text the payload or detail contains (a SKU, an order number).
+    /// Text the payload, detail or external id contains (a SKU, an order number), ignoring
+    /// ASCII case. `%` and `_` are plain characters.
     pub contains: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }
+
+/// Page size when a listing asks for 0.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// The largest page a listing returns.
+pub const MAX_LIMIT: u32 = 1000;
 
 /// A page of results and the total count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +228,26 @@ pub enum StoreError {
     BadUrl(String),
     #[error("stored data is unreadable ({what}): {why}")]
     Corrupt { what: String, why: String },
+    /// A command with a different id already holds this idempotency key: executing it would
+    /// act twice. The runner must not execute `command`; `existing` is the one to follow.
+    #[error(
+        "command {command}: idempotency key '{key}' already belongs to command {existing} (not executed twice; follow command {existing})"
+    )]
+    DuplicateKey {
+        key: String,
+        command: u64,
+        existing: u64,
+    },
+    /// The command id is stored with another idempotency key (the engine reused an id, e.g.
+    /// after restarting from an older snapshot). Not executed; the stored command is kept.
+    #[error(
+        "command {command} (key '{key}') was not stored: id {command} already holds key '{stored_key}'"
+    )]
+    CommandIdTaken {
+        command: u64,
+        key: String,
+        stored_key: String,
+    },
 }
 
 /// The storage contract.
@@ -189,11 +258,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn insert_record(&self, record: &NewRecord) -> Result<(RecordId, bool), StoreError>;
 
     /// Persist what the engine wrote in its journal: record and command states (with history),
-    /// exceptions raised and resolved, latency samples. One transaction.
+    /// exceptions raised and resolved, latency samples. One transaction. A command's state may
+    /// be journalled before the command is stored (its plan): it is kept in the history and
+    /// the row starts from it; a `planned` entry never moves a command back from `sent` or
+    /// later. Entries about records this store does not hold (not a stored id) are ignored.
     fn apply_journal(&self, entries: &[Journal], now: Timestamp) -> Result<(), StoreError>;
 
-    /// Store a command the engine emitted (before it is executed). Re-storing the same command
-    /// id updates its attempt count.
+    /// Store a command the engine emitted, right before it is executed: the row is `sent`
+    /// with "attempt N" in its history. Re-storing the same command id with a higher attempt
+    /// records the new attempt; the same attempt again changes nothing. A different command id
+    /// with a key already stored is refused ([`StoreError::DuplicateKey`]), and so is a
+    /// stored id with another key ([`StoreError::CommandIdTaken`]): the caller must not execute
+    /// a refused command.
     fn put_command(&self, command: &Command, now: Timestamp) -> Result<(), StoreError>;
 
     fn record(&self, id: RecordId) -> Result<Option<RecordRow>, StoreError>;

@@ -1,0 +1,10 @@
+DROP TABLE pos_batches;
+DROP TABLE snapshots;
+DROP TABLE cursors;
+DROP TABLE latencies;
+DROP TABLE exception_records;
+DROP TABLE exceptions;
+DROP TABLE command_events;
+DROP TABLE commands;
+DROP TABLE record_events;
+DROP TABLE records;
