@@ -6,6 +6,10 @@
 #   scripts/test.sh --list          list the steps
 #   TILLBRIDGE_FAIL_FAST=1 scripts/test.sh   stop at the first failing step
 #   TILLBRIDGE_SKIP_SETUP=1 scripts/test.sh  do not install anything
+#   TILLBRIDGE_TEST_PG_URL=postgres://... scripts/test.sh   use this PostgreSQL server (tests
+#                                   create and drop their own databases) instead of a throwaway
+#   TILLBRIDGE_SKIP_PG=1 scripts/test.sh     skip the PostgreSQL storage tests (explicitly; without
+#                                   it and without a server, those tests fail)
 #
 # Works on a fresh Debian 12 machine as root; on a prepared machine the setup only checks and
 # costs well under a second. Every step runs even if an earlier one failed (so one run shows
@@ -151,11 +155,89 @@ ensure_python_pymagento() {
 }
 export TILLBRIDGE_PYMAGENTO_PYTHON="$SQUAREUP_VENV/bin/python"
 
+# PostgreSQL for the storage tests: libpq (diesel's postgres backend links it, so every build
+# needs it) and the server binaries (initdb, pg_ctl) for a throwaway cluster.
+pg_bindir() { # newest /usr/lib/postgresql/N/bin with initdb, or nothing
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; fi
+}
+ensure_postgres() {
+  local missing=()
+  [ -n "$(pg_bindir)" ] || missing+=(postgresql)
+  # libpq-dev: the headers and the unversioned libpq.so the linker looks for.
+  if ! [ -e /usr/include/postgresql/libpq-fe.h ] || ! compgen -G '/usr/lib/*/libpq.so' >/dev/null; then
+    missing+=(libpq-dev)
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "setup: apt-get install ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # The Debian package starts a cluster of its own; the tests never use it.
+}
+
+# A throwaway PostgreSQL cluster for the test step: initdb in a temp folder under /var/tmp,
+# a free port on 127.0.0.1, the socket inside the folder, durability off (fsync,
+# synchronous_commit, full_page_writes: a test cluster is never recovered). Exports
+# TILLBRIDGE_TEST_PG_URL; stop_test_postgres (an EXIT trap of the step) removes it. Nothing
+# happens when TILLBRIDGE_TEST_PG_URL is already set or TILLBRIDGE_SKIP_PG=1.
+PG_TMP=''
+PG_BIN=''
+start_test_postgres() {
+  if [ -n "${TILLBRIDGE_TEST_PG_URL:-}" ] || [ "${TILLBRIDGE_SKIP_PG:-}" = 1 ]; then
+    return 0
+  fi
+  PG_BIN=$(pg_bindir)
+  if [ -z "$PG_BIN" ]; then
+    echo "error: PostgreSQL server binaries not found (apt-get install postgresql), or set TILLBRIDGE_TEST_PG_URL / TILLBRIDGE_SKIP_PG=1" >&2
+    return 1
+  fi
+  local t0 port
+  t0=$(now_ms)
+  PG_TMP=$(mktemp -d /var/tmp/tillbridge-pg.XXXXXX)
+  trap stop_test_postgres EXIT
+  local run=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$PG_TMP"
+    run=(runuser -u postgres --)
+  fi
+  "${run[@]}" "$PG_BIN/initdb" -D "$PG_TMP/data" -U postgres -A trust -E UTF8 --locale=C \
+    --no-sync --no-instructions >"$PG_TMP/initdb.log" 2>&1 \
+    || { cat "$PG_TMP/initdb.log" >&2; return 1; }
+  local tries
+  for tries in 1 2 3; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    if "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w -t 30 -s \
+      -o "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      start; then
+      export TILLBRIDGE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+      echo "  throwaway PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($PG_TMP) in $(fmt_ms $(($(now_ms) - t0)))"
+      return 0
+    fi
+    echo "  PostgreSQL did not start on port $port (try $tries):" >&2
+    tail -n 5 "$PG_TMP/server.log" >&2 || true
+  done
+  return 1
+}
+stop_test_postgres() {
+  if [ -n "$PG_TMP" ] && [ -d "$PG_TMP" ]; then
+    if [ -f "$PG_TMP/data/postmaster.pid" ]; then
+      local run=()
+      [ "$(id -u)" -eq 0 ] && run=(runuser -u postgres --)
+      "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate -s stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PG_TMP"
+  fi
+  PG_TMP=''
+}
+
 setup() {
   if [ -n "${TILLBRIDGE_SKIP_SETUP:-}" ]; then
     return 0
   fi
   ensure_apt_packages
+  ensure_postgres
   ensure_rust
   ensure_python_squareup
   ensure_python_pymagento
@@ -173,6 +255,8 @@ step_clippy() {
 }
 
 step_test() {
+  # The storage suite runs on SQLite and on PostgreSQL (edge-service/tests/store.rs).
+  start_test_postgres
   if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
     # nextest does not run doctests.
@@ -195,7 +279,7 @@ describe() {
   case $1 in
     fmt) echo "cargo fmt --all -- --check" ;;
     clippy) echo "cargo clippy --workspace --all-targets -- -D warnings" ;;
-    test) echo "cargo nextest run --workspace + cargo test --doc (or cargo test --workspace)" ;;
+    test) echo "cargo nextest run --workspace + cargo test --doc (or cargo test --workspace), with a throwaway PostgreSQL" ;;
     wasm) echo "cargo build -p tillbridge-core -p tillbridge-wasm --target wasm32-unknown-unknown" ;;
     magento) echo "scripts/magento-check.sh (php -l, phpcs PSR-12, XSD validation, PHPUnit)" ;;
     *) echo "$1" ;;
