@@ -141,7 +141,9 @@
     tr.appendChild(el("td", r.id));
     tr.appendChild(el("td", r.kind.replace(/_/g, " ")));
     tr.appendChild(el("td", r.origin));
-    tr.appendChild(el("td", r.state, r.state === "stalled" || r.state === "failed" ? "bad" : ""));
+    var st = r.state + (r.reason ? " — " + r.reason.replace(/_/g, " ") : "") +
+      (r.exception ? " (exception " + r.exception + ")" : "");
+    tr.appendChild(el("td", st, r.state === "stalled" || r.state === "failed" ? "bad" : ""));
     tr.appendChild(el("td", r.detail));
     tr.appendChild(el("td", r.updated_at));
     return tr;
