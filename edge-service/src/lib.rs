@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod conformance_msi;
 pub mod demo;
 pub mod pos;
+pub mod runner;
 pub mod sandbox;
 pub mod shared;
 pub mod store;

@@ -272,6 +272,12 @@ impl Engine {
         }
     }
 
+    /// Apply a new configuration to a restored engine (routing, budget ceilings, verification),
+    /// keeping its state.
+    pub fn reconfigure(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }

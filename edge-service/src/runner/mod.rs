@@ -1,0 +1,778 @@
+//! The runner: the edge service's loop around the sync engine.
+//!
+//! Each tick it (1) reads the POS feeds and Commerce's changed orders, stores every record
+//! **before** the engine sees it, commits feed cursors only after their records are stored;
+//! (2) hands the records to the engine; (3) persists the engine's journal and stores each
+//! command in the outbox before executing it; (4) executes commands concurrently (Commerce
+//! through the budgeted, idempotent client; fulfilments through the POS connector) and feeds
+//! every answer back as a stored record. The engine decides; the runner only moves data.
+//!
+//! A restart restores the newest engine snapshot, replays the records stored after it, and
+//! resends the commands that were in flight (`Engine::resume`; their idempotency keys make
+//! that safe).
+
+mod convert;
+mod exec;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tillbridge_core::pos::{
+    FulfilmentRef, FulfilmentState, PosVariationId, Sku, SourceCode, Timestamp,
+};
+use tillbridge_core::sync::{
+    Engine, EngineConfig, Input, Output, RoutingConfig, SourceRoute, Stats, SweepConfig,
+    VerifyConfig,
+};
+use tokio::sync::mpsc;
+
+use crate::commerce::{CommerceClient, OrderCursor};
+use crate::config::Settings;
+use crate::pos::{Feed, PosConnector, PosCursor};
+use crate::store::{NewRecord, RecordId, RecordKind, Store, StoreError};
+
+pub use exec::execute;
+
+/// A clock: real time in the service, a controlled one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+    })
+}
+
+/// What a person (through the API) or a webhook asks the runner to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunnerOp {
+    RetryException {
+        id: u64,
+        by: String,
+    },
+    ResolveException {
+        id: u64,
+        note: String,
+        by: String,
+    },
+    /// Read the POS feeds and Commerce orders now (a webhook arrived).
+    PollNow,
+    /// Start a reconciliation sweep now.
+    Sweep,
+}
+
+/// Why the runner stopped or a tick failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("engine snapshot: {0}")]
+    Snapshot(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// What the runner exposes to the API and the demo (a copy, refreshed every tick).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunnerView {
+    pub stats: Stats,
+    pub pending_pushes: usize,
+    pub commands_in_flight: usize,
+    pub open_exceptions: usize,
+    pub requests_per_second: u32,
+    pub last_tick: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// POS records read but not usable (mapping, malformed), by connector.
+    pub rejected_pos_records: u64,
+}
+
+/// The engine configuration from the service settings.
+pub fn engine_config(settings: &Settings) -> EngineConfig {
+    let mut sources: Vec<SourceRoute> = settings
+        .stores
+        .iter()
+        .filter_map(|s| {
+            Some(SourceRoute {
+                source: SourceCode::parse(&s.source).ok()?,
+                priority: s.priority,
+                stock_ids: s.stocks.clone(),
+                pos_managed: true,
+                fulfils: s.fulfils,
+                name: s.name.clone(),
+            })
+        })
+        .collect();
+    sources.extend(settings.warehouses.iter().filter_map(|w| {
+        Some(SourceRoute {
+            source: SourceCode::parse(&w.source).ok()?,
+            priority: w.priority,
+            stock_ids: w.stocks.clone(),
+            pos_managed: false,
+            fulfils: true,
+            name: w.name.clone(),
+        })
+    }));
+    let mut cfg = EngineConfig {
+        routing: RoutingConfig { sources },
+        input_limit: settings.commerce.input_limit,
+        ..EngineConfig::default()
+    };
+    cfg.requests.max_per_second = settings.commerce.requests_per_second.max(1);
+    cfg.requests.burst = settings.commerce.requests_per_second.max(1);
+    cfg.items.max_per_second = settings.commerce.source_items_per_second.max(1);
+    cfg.items.burst = settings.commerce.source_items_per_second.max(1);
+    cfg.sweep = SweepConfig {
+        every_ms: (settings.engine.sweep_every_minutes > 0).then(|| {
+            i64::try_from(settings.engine.sweep_every_minutes * 60_000).unwrap_or(i64::MAX)
+        }),
+        page_size: 300,
+    };
+    cfg.verify = VerifyConfig {
+        delay_ms: settings.engine.verify_delay_ms,
+        sample_every: settings.engine.verify_sample_every,
+        threshold: settings.commerce.min_qty,
+        ..VerifyConfig::default()
+    };
+    cfg
+}
+
+/// A fulfilment the runner follows at the POS.
+#[derive(Debug, Clone)]
+pub(crate) struct Followed {
+    pos: String,
+    reference: FulfilmentRef,
+    state: FulfilmentState,
+    version: i64,
+}
+
+/// The runner.
+pub struct Runner {
+    settings: Settings,
+    engine: Engine,
+    store: Arc<dyn Store>,
+    commerce: CommerceClient,
+    pos: BTreeMap<String, Arc<dyn PosConnector>>,
+    clock: Clock,
+    /// (POS id, location) → source.
+    sources: BTreeMap<(String, String), SourceCode>,
+    /// POS variation per (POS id, SKU), learnt from stock figures.
+    variations: Arc<Mutex<BTreeMap<(String, Sku), PosVariationId>>>,
+    followed: Arc<Mutex<BTreeMap<String, Followed>>>,
+    answers_tx: mpsc::UnboundedSender<Vec<Input>>,
+    answers_rx: mpsc::UnboundedReceiver<Vec<Input>>,
+    last_record: RecordId,
+    next_poll: i64,
+    next_fulfilment_poll: i64,
+    next_snapshot: i64,
+    snapshot_started: bool,
+    view: Arc<Mutex<RunnerView>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("last_record", &self.last_record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Build a runner: restore the newest snapshot and replay what was stored after it, or
+    /// start a fresh engine.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        commerce: CommerceClient,
+        pos: BTreeMap<String, Arc<dyn PosConnector>>,
+        clock: Clock,
+    ) -> Result<Self, RunnerError> {
+        let now = clock();
+        let cfg = engine_config(&settings);
+        let (mut engine, mut last) = match store.snapshot()? {
+            Some((json, last)) => {
+                let mut e: Engine = serde_json::from_str(&json)
+                    .map_err(|e| RunnerError::Snapshot(e.to_string()))?;
+                // Configuration may have changed since the snapshot: the new one applies.
+                e.reconfigure(cfg.clone());
+                (e, last)
+            }
+            None => (Engine::new(cfg, now), RecordId(0)),
+        };
+        // Replay what came after the snapshot.
+        loop {
+            let rows = store.records_after(last, 500)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                last = row.id;
+                if let Ok(input) = serde_json::from_value::<Input>(row.payload.clone()) {
+                    engine.handle(with_record(input, &row.id.to_string()), row.received_at);
+                }
+            }
+        }
+        engine.resume(now);
+        let sources = settings
+            .stores
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    (s.pos.clone(), s.location.clone()),
+                    SourceCode::parse(&s.source).ok()?,
+                ))
+            })
+            .collect();
+        let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            settings,
+            engine,
+            store,
+            commerce,
+            pos,
+            clock,
+            sources,
+            variations: Arc::new(Mutex::new(BTreeMap::new())),
+            followed: Arc::new(Mutex::new(BTreeMap::new())),
+            answers_tx,
+            answers_rx,
+            last_record: last,
+            next_poll: 0,
+            next_fulfilment_poll: 0,
+            next_snapshot: now.as_millis() + 60_000,
+            snapshot_started: false,
+            view: Arc::new(Mutex::new(RunnerView::default())),
+        })
+    }
+
+    /// The shared view (stats, exceptions count, budget) for the API and the demo.
+    pub fn view(&self) -> Arc<Mutex<RunnerView>> {
+        self.view.clone()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The store the runner writes to (for the API and tests).
+    pub fn store_handle(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Store an inbound record, then hand it to the engine. A duplicate (same kind, origin
+    /// and external id) is not handed over again.
+    fn ingest(
+        &mut self,
+        kind: RecordKind,
+        origin: &str,
+        external_id: Option<String>,
+        input: impl FnOnce(String) -> Input,
+    ) -> Result<(), RunnerError> {
+        let now = (self.clock)();
+        // The record id is only known after the insert; store the input with a placeholder id
+        // rewritten in the payload right after (one row, two writes in the same thread).
+        let placeholder = input(String::new());
+        let record = NewRecord {
+            kind,
+            origin: origin.to_owned(),
+            external_id,
+            payload: serde_json::to_value(&placeholder).unwrap_or_default(),
+            received_at: now,
+        };
+        let (id, new) = self.store.insert_record(&record)?;
+        if !new {
+            return Ok(());
+        }
+        self.last_record = self.last_record.max(id);
+        let input = with_record(placeholder, &id.to_string());
+        self.engine.handle(input, now);
+        Ok(())
+    }
+
+    /// One round of work. Returns whether anything happened.
+    pub async fn tick(&mut self) -> Result<bool, RunnerError> {
+        let now = (self.clock)();
+        let mut busy = false;
+        // Answers of commands.
+        while let Ok(inputs) = self.answers_rx.try_recv() {
+            busy = true;
+            for input in inputs {
+                let ext = Some(format!(
+                    "{}:{}",
+                    input_command(&input).unwrap_or(0),
+                    now.as_millis()
+                ));
+                self.ingest(RecordKind::CommandResult, "runner", ext, |r| {
+                    with_record(input.clone(), &r)
+                })?;
+            }
+        }
+        if now.as_millis() >= self.next_poll {
+            self.next_poll = now.as_millis()
+                + i64::try_from(self.settings.service.poll_interval_ms).unwrap_or(2_000);
+            busy |= self.poll_pos().await?;
+            busy |= self.poll_orders().await?;
+        }
+        if now.as_millis() >= self.next_fulfilment_poll {
+            self.next_fulfilment_poll = now.as_millis()
+                + i64::try_from(self.settings.service.fulfilment_poll_interval_ms).unwrap_or(5_000);
+            busy |= self.poll_fulfilments().await?;
+        }
+        // Decisions.
+        let outputs = self.engine.poll(now);
+        let mut journal = Vec::new();
+        for out in outputs {
+            match out {
+                Output::Journal(j) => journal.push(j),
+                Output::Command(cmd) => {
+                    busy = true;
+                    self.store.put_command(&cmd, now)?;
+                    let ctx = exec::Context {
+                        commerce: self.commerce.clone(),
+                        pos: self.pos.clone(),
+                        settings: Arc::new(self.settings.clone()),
+                        variations: self.variations.clone(),
+                        followed: self.followed_handle(),
+                        now,
+                    };
+                    let tx = self.answers_tx.clone();
+                    tokio::spawn(async move {
+                        let inputs = execute(&ctx, &cmd).await;
+                        let _ = tx.send(inputs);
+                    });
+                }
+            }
+        }
+        if !journal.is_empty() {
+            self.store.apply_journal(&journal, now)?;
+        }
+        if now.as_millis() >= self.next_snapshot {
+            self.snapshot(now)?;
+        }
+        self.refresh_view(now);
+        Ok(busy)
+    }
+
+    fn followed_handle(&self) -> exec::FollowedMap {
+        self.followed.clone()
+    }
+
+    /// Snapshot the engine (the newest record it has seen goes with it).
+    pub fn snapshot(&mut self, now: Timestamp) -> Result<(), RunnerError> {
+        let json = serde_json::to_string(&self.engine)
+            .map_err(|e| RunnerError::Snapshot(e.to_string()))?;
+        self.store.save_snapshot(&json, self.last_record, now)?;
+        self.next_snapshot = now.as_millis()
+            + i64::try_from(self.settings.service.snapshot_interval_ms).unwrap_or(60_000);
+        self.snapshot_started = true;
+        Ok(())
+    }
+
+    fn refresh_view(&self, now: Timestamp) {
+        if let Ok(mut v) = self.view.lock() {
+            v.stats = self.engine.stats().clone();
+            v.pending_pushes = self.engine.pending_pushes();
+            v.commands_in_flight = self.engine.commands_in_flight();
+            v.open_exceptions = self.engine.exceptions().count();
+            v.requests_per_second = self.engine.budget().requests.rate_per_second();
+            v.last_tick = Some(now);
+        }
+    }
+
+    fn note_error(&self, text: String) {
+        if let Ok(mut v) = self.view.lock() {
+            v.last_error = Some(text);
+        }
+    }
+
+    /// Read every POS feed: stock (a snapshot first, then changes) and sales.
+    async fn poll_pos(&mut self) -> Result<bool, RunnerError> {
+        let mut busy = false;
+        let connectors: Vec<(String, Arc<dyn PosConnector>)> = self
+            .pos
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (pos_id, connector) in connectors {
+            let caps = connector.capabilities();
+            let mut feeds = Vec::new();
+            let snapshot_done = self
+                .store
+                .cursor(&feed_name(&pos_id, "snapshot-done"))?
+                .is_some();
+            if caps.stock_snapshot && !snapshot_done {
+                feeds.push(Feed::StockSnapshot);
+            } else if caps.stock_changes {
+                feeds.push(Feed::StockChanges);
+            }
+            if caps.sales {
+                feeds.push(Feed::Sales);
+            }
+            for feed in feeds {
+                // A few pages per tick, so one busy feed cannot starve the rest.
+                for _ in 0..5 {
+                    let name = feed_name(&pos_id, feed.as_str());
+                    let cursor = self
+                        .store
+                        .cursor(&name)?
+                        .map(PosCursor::from_opaque)
+                        .unwrap_or_default();
+                    let batch = match connector.fetch(feed, &cursor).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.note_error(format!("{pos_id} {feed}: {e}"));
+                            break;
+                        }
+                    };
+                    let records =
+                        convert::pos_batch(&pos_id, &batch, &self.sources, &self.variations);
+                    busy |= !records.inputs.is_empty();
+                    for (ext, kind, input) in records.inputs {
+                        self.ingest(kind, &pos_id, Some(ext), |r| with_record(input, &r))?;
+                    }
+                    if records.rejected > 0 {
+                        if let Ok(mut v) = self.view.lock() {
+                            v.rejected_pos_records += records.rejected;
+                        }
+                    }
+                    // Stored: now the cursor may move.
+                    let now = (self.clock)();
+                    self.store
+                        .save_cursor(&name, batch.next_cursor.as_str(), now)?;
+                    if let Err(e) = connector.after_commit(feed, &batch.next_cursor).await {
+                        self.note_error(format!("{pos_id} {feed} after commit: {e}"));
+                    }
+                    if !batch.has_more {
+                        if feed == Feed::StockSnapshot {
+                            self.store.save_cursor(
+                                &feed_name(&pos_id, "snapshot-done"),
+                                "1",
+                                now,
+                            )?;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(busy)
+    }
+
+    /// Read Commerce orders changed since the cursor.
+    async fn poll_orders(&mut self) -> Result<bool, RunnerError> {
+        let name = "commerce:orders";
+        // Stored as `updated_at|entity_id`.
+        let cursor = match self.store.cursor(name)? {
+            Some(c) => {
+                let (at, id) = c.rsplit_once('|').unwrap_or((c.as_str(), "0"));
+                OrderCursor {
+                    updated_at: at.to_owned(),
+                    entity_id: id.parse().unwrap_or(0),
+                }
+            }
+            None => OrderCursor::default(),
+        };
+        let (orders, next) = match self.commerce.orders_changed_since(&cursor, 100).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.note_error(format!("commerce orders: {e}"));
+                return Ok(false);
+            }
+        };
+        let busy = !orders.is_empty();
+        for order in orders {
+            let Some(web) = convert::web_order(&order, &self.settings) else {
+                continue;
+            };
+            let ext = format!(
+                "{}@{}",
+                web.increment_id,
+                order.updated_at.clone().unwrap_or_default()
+            );
+            self.ingest(RecordKind::CommerceOrder, "commerce", Some(ext), |r| {
+                Input::CommerceOrder {
+                    record: r,
+                    order: web,
+                }
+            })?;
+        }
+        let now = (self.clock)();
+        self.store.save_cursor(
+            name,
+            &format!("{}|{}", next.updated_at, next.entity_id),
+            now,
+        )?;
+        Ok(busy)
+    }
+
+    /// Ask the POS where each open fulfilment stands.
+    async fn poll_fulfilments(&mut self) -> Result<bool, RunnerError> {
+        let open: Vec<(String, Followed)> = match self.followed.lock() {
+            Ok(f) => f
+                .iter()
+                .filter(|(_, x)| !x.state.is_terminal())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut busy = false;
+        for (order, f) in open {
+            let Some(connector) = self.pos.get(&f.pos).cloned() else {
+                continue;
+            };
+            let status = match connector.fulfilment_status(&f.reference).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.note_error(format!("fulfilment status of {order}: {e}"));
+                    continue;
+                }
+            };
+            if status.state == f.state || status.version < f.version {
+                continue;
+            }
+            busy = true;
+            if let Ok(mut m) = self.followed.lock()
+                && let Some(x) = m.get_mut(&order)
+            {
+                x.state = status.state;
+                x.version = status.version;
+            }
+            let ext = format!("{order}:{}:{:?}", status.version, status.state);
+            let tracking = status.tracking_number.clone();
+            self.ingest(RecordKind::Fulfilment, &f.pos, Some(ext), |r| {
+                Input::Fulfilment {
+                    record: r,
+                    order: order.clone(),
+                    state: status.state,
+                    at: status.updated_at,
+                    tracking,
+                    lines: None,
+                }
+            })?;
+        }
+        Ok(busy)
+    }
+
+    /// Apply an operator's action (stored first, like every input).
+    pub fn operator(&mut self, op: RunnerOp) -> Result<(), RunnerError> {
+        let now = (self.clock)();
+        match op {
+            RunnerOp::RetryException { id, by } => self.ingest(
+                RecordKind::Operator,
+                &format!("api:{by}"),
+                Some(format!("retry:{id}:{}", now.as_millis())),
+                |_| Input::RetryException { id },
+            ),
+            RunnerOp::ResolveException { id, note, by } => self.ingest(
+                RecordKind::Operator,
+                &format!("api:{by}"),
+                Some(format!("resolve:{id}:{}", now.as_millis())),
+                |_| Input::ResolveException {
+                    id,
+                    note: format!("{note} (by {by})"),
+                },
+            ),
+            RunnerOp::PollNow => {
+                self.next_poll = 0;
+                self.next_fulfilment_poll = 0;
+                Ok(())
+            }
+            RunnerOp::Sweep => {
+                self.engine.request_sweep(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Run until `shutdown` flips, taking operator actions from `ops`.
+    pub async fn run(
+        mut self,
+        mut ops: mpsc::Receiver<RunnerOp>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        loop {
+            if *shutdown.borrow() {
+                let now = (self.clock)();
+                self.snapshot(now)?;
+                return Ok(());
+            }
+            while let Ok(op) = ops.try_recv() {
+                self.operator(op)?;
+            }
+            let busy = self.tick().await?;
+            let now = (self.clock)();
+            let wake = self
+                .engine
+                .next_wakeup(now)
+                .map_or(i64::MAX, |t| t.as_millis());
+            let next = wake.min(self.next_poll).min(self.next_fulfilment_poll);
+            let wait = if busy {
+                5
+            } else {
+                (next - now.as_millis()).clamp(5, 500)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(5))) => {}
+                Some(op) = ops.recv() => self.operator(op)?,
+                _ = shutdown.changed() => {}
+                Some(inputs) = self.answers_rx.recv() => {
+                    // Put it back in front: the tick stores and handles it.
+                    let _ = self.answers_tx.send(inputs);
+                }
+            }
+        }
+    }
+}
+
+fn feed_name(pos: &str, feed: &str) -> String {
+    format!("pos:{pos}:{feed}")
+}
+
+/// The command an answer belongs to.
+fn input_command(input: &Input) -> Option<u64> {
+    match input {
+        Input::Result { command, .. }
+        | Input::Salable { command, .. }
+        | Input::SourceItems { command, .. } => Some(*command),
+        _ => None,
+    }
+}
+
+/// Set an input's record id.
+fn with_record(input: Input, record: &str) -> Input {
+    let r = record.to_owned();
+    match input {
+        Input::PosStock {
+            sku,
+            source,
+            on_hand,
+            as_of,
+            ..
+        } => Input::PosStock {
+            record: r,
+            sku,
+            source,
+            on_hand,
+            as_of,
+        },
+        Input::PosSale {
+            sku,
+            source,
+            units,
+            at,
+            ..
+        } => Input::PosSale {
+            record: r,
+            sku,
+            source,
+            units,
+            at,
+        },
+        Input::CommerceOrder { order, .. } => Input::CommerceOrder { record: r, order },
+        Input::Fulfilment {
+            order,
+            state,
+            at,
+            tracking,
+            lines,
+            ..
+        } => Input::Fulfilment {
+            record: r,
+            order,
+            state,
+            at,
+            tracking,
+            lines,
+        },
+        Input::PosReturn {
+            order, lines, at, ..
+        } => Input::PosReturn {
+            record: r,
+            order,
+            lines,
+            at,
+        },
+        other => other,
+    }
+}
+
+/// Build the runner's parts from settings: the store (SQLite file or PostgreSQL URL), the
+/// Commerce client (bearer or admin credentials; pacing is the engine's budget, so the client's
+/// own bucket only guards against bursts), and the POS connectors.
+pub fn assemble(settings: Settings, clock: Clock) -> Result<Runner, RunnerError> {
+    use crate::commerce::{Budget, BudgetConfig, ClientConfig, Credentials};
+    let store: Arc<dyn Store> = Arc::new(crate::store::sql::SqlStore::open(
+        &settings.service.database,
+    )?);
+    let credentials = match (
+        &settings.commerce.token,
+        &settings.commerce.admin_username,
+        &settings.commerce.admin_password,
+    ) {
+        (Some(t), _, _) => Credentials::Bearer(crate::commerce::Secret::new(t.expose())),
+        (None, Some(u), Some(p)) => Credentials::admin(u, crate::commerce::Secret::new(p.expose())),
+        _ => return Err(RunnerError::Config("commerce: no credentials".into())),
+    };
+    let mut client_cfg = ClientConfig::new(&settings.commerce.base_url, credentials);
+    client_cfg.sync_input_limit = Some(settings.commerce.input_limit);
+    if let Some(code) = &settings.commerce.store_code {
+        client_cfg.store_code = Some(
+            tillbridge_core::inventory::StoreCode::parse(code)
+                .map_err(|e| RunnerError::Config(format!("commerce.store_code: {e:?}")))?,
+        );
+    }
+    let rate = f64::from(settings.commerce.requests_per_second.max(1)) * 2.0;
+    let budget = Budget::new(BudgetConfig {
+        initial_rate: rate,
+        max_rate: rate,
+        burst: rate,
+        ..BudgetConfig::default()
+    });
+    let commerce = CommerceClient::new(client_cfg, budget)
+        .map_err(|e| RunnerError::Config(format!("commerce client: {e}")))?;
+    let mut pos: BTreeMap<String, Arc<dyn PosConnector>> = BTreeMap::new();
+    for p in &settings.pos {
+        match p {
+            crate::config::PosSettings::Square {
+                id,
+                base_url,
+                token,
+                webhook_signature_key,
+                notification_url,
+            } => {
+                let cid = crate::pos::ConnectorId::parse(id)
+                    .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?;
+                let mut cfg = crate::pos::square::SquareConfig::new(
+                    cid,
+                    base_url.clone(),
+                    crate::pos::square::Secret::new(token.expose()),
+                );
+                if let (Some(key), Some(url)) = (webhook_signature_key, notification_url) {
+                    cfg.webhook = Some(crate::pos::square::WebhookConfig {
+                        notification_url: url.clone(),
+                        signature_key: crate::pos::square::Secret::new(key.expose()),
+                    });
+                }
+                cfg.locations = settings
+                    .stores
+                    .iter()
+                    .filter(|s| &s.pos == id)
+                    .filter_map(|s| tillbridge_core::pos::PosLocationId::parse(&s.location).ok())
+                    .collect();
+                let connector = crate::pos::square::SquareConnector::new(cfg)
+                    .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?;
+                pos.insert(id.clone(), Arc::new(connector));
+            }
+            crate::config::PosSettings::FileDrop { id, .. } => {
+                return Err(RunnerError::Config(format!(
+                    "pos '{id}': file-drop connectors are not wired into `serve` yet (they run through their own tests); use a Square connector"
+                )));
+            }
+        }
+    }
+    Runner::new(settings, store, commerce, pos, clock)
+}
