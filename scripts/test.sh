@@ -155,6 +155,33 @@ ensure_python_pymagento() {
 }
 export TILLBRIDGE_PYMAGENTO_PYTHON="$SQUAREUP_VENV/bin/python"
 
+# Headless Chromium and playwright-core (pinned in edge-service/tests/browser/package.json,
+# installed outside the clone) for the dashboard check in edge-service/tests/api.rs; the test
+# fails instead of skipping when setup has provided them (TILLBRIDGE_REQUIRE_BROWSER=1).
+PLAYWRIGHT_DIR=/var/tmp/tillbridge-playwright
+ensure_browser() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "setup: apt-get install ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+  local want have
+  want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$repo/edge-service/tests/browser/package.json")
+  have=$(node -p "require('$PLAYWRIGHT_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    say "setup: npm install playwright-core@$want into $PLAYWRIGHT_DIR"
+    mkdir -p "$PLAYWRIGHT_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$PLAYWRIGHT_DIR" "playwright-core@$want"
+  fi
+  export TILLBRIDGE_REQUIRE_BROWSER=1
+}
+export TILLBRIDGE_PLAYWRIGHT_DIR="$PLAYWRIGHT_DIR"
+export TILLBRIDGE_CHROMIUM=/usr/bin/chromium
+
 # PostgreSQL for the storage tests: libpq (diesel's postgres backend links it, so every build
 # needs it) and the server binaries (initdb, pg_ctl) for a throwaway cluster.
 pg_bindir() { # newest /usr/lib/postgresql/N/bin with initdb, or nothing
@@ -241,6 +268,7 @@ setup() {
   ensure_rust
   ensure_python_squareup
   ensure_python_pymagento
+  ensure_browser
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -1500,3 +1500,174 @@ async fn dashboard_is_one_self_contained_page() {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["field"], "method");
 }
+
+// ---------------------------------------------------------------------------------------------
+// the dashboard in a real browser
+
+/// Where playwright-core and Chromium are: `TILLBRIDGE_PLAYWRIGHT_DIR` (a folder with
+/// `node_modules/playwright-core`) and `TILLBRIDGE_CHROMIUM`, else what `scripts/test.sh`
+/// installs (`/var/tmp/tillbridge-playwright`, `/usr/bin/chromium`).
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var("TILLBRIDGE_PLAYWRIGHT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/tillbridge-playwright"));
+    let modules = dir.join("node_modules");
+    let chromium = std::env::var("TILLBRIDGE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"));
+    (modules.join("playwright-core").is_dir() && chromium.is_file()).then_some((modules, chromium))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium_signs_in_shows_exceptions_retries_and_resolves() {
+    let Some((modules, chromium)) = browser_tools() else {
+        assert!(
+            std::env::var("TILLBRIDGE_REQUIRE_BROWSER").is_err(),
+            "TILLBRIDGE_REQUIRE_BROWSER is set but Chromium or playwright-core is missing"
+        );
+        eprintln!(
+            "skipped: Chromium or playwright-core missing (scripts/test.sh installs both; or set \
+             TILLBRIDGE_PLAYWRIGHT_DIR and TILLBRIDGE_CHROMIUM)"
+        );
+        return;
+    };
+    let (app, mut rx) = App::start("browser").await;
+    busy_numbers(&app);
+    let ok = app.insert(
+        RecordKind::PosStock,
+        "f9:1",
+        stock("SKU-K", 5),
+        "2026-03-02T08:00:00Z",
+    );
+    let bad = app.insert(
+        RecordKind::PosStock,
+        "f9:2",
+        stock("SKU-L", 2),
+        "2026-03-02T08:00:01Z",
+    );
+    app.move_record(
+        ok,
+        RecordState::Verified,
+        "salable 5 as expected",
+        "2026-03-02T08:00:05Z",
+    );
+    app.move_record(
+        bad,
+        RecordState::Stalled,
+        "salable did not move",
+        "2026-03-02T08:00:06Z",
+    );
+    app.raise(
+        21,
+        Reason::SalableDidNotMove,
+        "SKU-L in stock 1",
+        "Commerce shows salable 0 for SKU-L in stock 1; Tillbridge expects 2.",
+        &[bad],
+    );
+    app.raise(
+        22,
+        Reason::NegativeOnHand,
+        "SKU-M@leeds",
+        "The till reports -1 on hand for SKU-M at leeds.",
+        &[],
+    );
+
+    // The runner's part: answer both actions and keep them.
+    let runner = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(req) = rx.recv().await {
+            if let Some(reply) = req.reply {
+                let _ = reply.send(Ok(OperatorAck {
+                    record: None,
+                    message: "taken".into(),
+                }));
+            }
+            seen.push(req.action);
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        seen
+    });
+
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard_check.cjs");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .args([base.as_str(), TOKEN, shot.to_str().unwrap()])
+            .env("NODE_PATH", modules)
+            .env("TILLBRIDGE_CHROMIUM", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+
+    assert_eq!(seen["summary"]["ready"], "ready");
+    assert_eq!(seen["summary"]["open"], "2");
+    assert_eq!(seen["summary"]["stalled"], "1");
+    assert_eq!(seen["summary"]["pending"], "17");
+    assert_eq!(seen["summary"]["p99"], "2600 ms");
+    let reasons: BTreeSet<&str> = seen["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        BTreeSet::from(["salable did not move: 1", "negative on hand: 1"])
+    );
+    let rows = seen["exceptions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let salable = rows.iter().find(|r| r[0] == "21").unwrap();
+    assert_eq!(salable[1], "salable did not move");
+    assert_eq!(salable[2], "SKU-L in stock 1");
+    let what = salable[3].as_str().unwrap();
+    assert!(
+        what.starts_with("Commerce shows salable 0 for SKU-L in stock 1"),
+        "{what}"
+    );
+    assert!(what.contains("indexer"), "the guide is shown: {what}");
+    let stalled = seen["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0].as_str() == Some(bad.to_string().as_str()))
+        .unwrap();
+    assert_eq!(stalled[3], "stalled — salable did not move (exception 21)");
+
+    let first: u64 = rows[0][0].as_str().unwrap().parse().unwrap();
+    let second: u64 = rows[1][0].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        seen["retried"],
+        format!("Retry of exception {first}: taken")
+    );
+    assert_eq!(
+        seen["resolved"],
+        format!("Resolution of exception {second}: taken")
+    );
+    assert_eq!(seen["refused"], "Signed out: the bearer token is not valid");
+    assert_eq!(seen["formVisible"], true);
+    assert_eq!(
+        runner.await.unwrap(),
+        vec![
+            OperatorAction::RetryException {
+                id: first,
+                by: "Dana".into()
+            },
+            OperatorAction::ResolveException {
+                id: second,
+                note: "counted the shelf, corrected the till".into(),
+                by: "Dana".into()
+            },
+        ]
+    );
+}

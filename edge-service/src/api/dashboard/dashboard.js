@@ -56,6 +56,8 @@
     dl.appendChild(d);
   }
 
+  function when(t) { return t ? String(t).replace("T", " ").replace(/(:\d\d)\.\d+Z$/, "$1 UTC") : ""; }
+
   function ms(v) { return v === null || v === undefined ? "–" : v + " ms"; }
 
   function showSummary(s) {
@@ -102,7 +104,7 @@
     what.appendChild(el("p", x.message));
     what.appendChild(el("p", x.guide, "guide"));
     tr.appendChild(what);
-    tr.appendChild(el("td", x.raised_at));
+    tr.appendChild(el("td", when(x.raised_at)));
     var td = el("td");
     var retry = el("button", "Retry");
     retry.type = "button";
@@ -145,7 +147,7 @@
       (r.exception ? " (exception " + r.exception + ")" : "");
     tr.appendChild(el("td", st, r.state === "stalled" || r.state === "failed" ? "bad" : ""));
     tr.appendChild(el("td", r.detail));
-    tr.appendChild(el("td", r.updated_at));
+    tr.appendChild(el("td", when(r.updated_at)));
     return tr;
   }
 
