@@ -21,8 +21,8 @@ use tillbridge_core::sync::{
     Command, CommandKind, ExceptionEntry, Journal, Reason, RecordState, Stats,
 };
 use tillbridge_edge::api::{
-    self, ApiState, LatencySummary, MappingView, MetricsSnapshot, OperatorAck, OperatorAction,
-    OperatorRefusal, OperatorRequest, RunnerView, WebhookEndpoint,
+    self, ApiState, LatencySummary, MappingView, MetricsSnapshot, MetricsSource, OperatorAck,
+    OperatorAction, OperatorRefusal, OperatorRequest, WebhookEndpoint,
 };
 use tillbridge_edge::commerce::auth::Secret;
 use tillbridge_edge::pos::square::{self, SquareConfig, SquareConnector, WebhookConfig};
@@ -66,8 +66,8 @@ struct Numbers {
     not_ready: Mutex<Option<String>>,
 }
 
-impl RunnerView for Numbers {
-    fn metrics(&self) -> MetricsSnapshot {
+impl MetricsSource for Numbers {
+    fn snapshot(&self) -> MetricsSnapshot {
         self.metrics.lock().unwrap().clone()
     }
     fn mapping(&self) -> MappingView {

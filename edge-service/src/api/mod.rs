@@ -21,8 +21,8 @@
 //! The API never touches the engine. Operator actions go to the runner as [`OperatorRequest`]s
 //! on a channel; the runner stores them as `operator` records, hands them to the engine and
 //! answers on the request's oneshot. Live numbers (engine stats, queue depths, budget, push
-//! latency), the mapping view and the runner's readiness come from a [`RunnerView`] the runner
-//! implements. Records, commands and exceptions are read from the [`Store`].
+//! latency), the mapping view and the runner's readiness come from a [`MetricsSource`] the
+//! runner implements. Records, commands and exceptions are read from the [`Store`].
 //!
 //! Every error body is `{"error": "...", "field": "...", "hint": "..."}`: `field` names the
 //! parameter, path segment, body field or header at fault (absent when nothing in the request
@@ -185,11 +185,13 @@ pub struct MappingView {
     pub checked_at: Option<Timestamp>,
 }
 
-/// What the API reads from the runner. Implementations answer from memory (a snapshot the
-/// runner refreshes as it works): the API calls these on its request threads.
-pub trait RunnerView: Send + Sync {
+/// What the API reads from the runner: live numbers, the mapping, readiness. Implementations
+/// answer from memory (e.g. the copy the runner refreshes every tick, plus the store's latency
+/// samples through [`LatencySummary::from_samples`]): the API calls these on its request
+/// threads, for every `/metrics`, `/ready` and `/api/summary`.
+pub trait MetricsSource: Send + Sync {
     /// Engine stats, queue depths, budget and latency, now.
-    fn metrics(&self) -> MetricsSnapshot;
+    fn snapshot(&self) -> MetricsSnapshot;
 
     /// The mapping and its validation problems.
     fn mapping(&self) -> MappingView;
@@ -275,7 +277,7 @@ pub struct ApiState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) token: Secret,
     pub(crate) operator: mpsc::Sender<OperatorRequest>,
-    pub(crate) runner: Arc<dyn RunnerView>,
+    pub(crate) runner: Arc<dyn MetricsSource>,
     /// Redacted once, at construction.
     pub(crate) config: Arc<Value>,
     pub(crate) webhooks: Arc<BTreeMap<String, (WebhookEndpoint, Arc<WebhookCounters>)>>,
@@ -302,7 +304,7 @@ impl ApiState {
         store: Arc<dyn Store>,
         token: Secret,
         operator: mpsc::Sender<OperatorRequest>,
-        runner: Arc<dyn RunnerView>,
+        runner: Arc<dyn MetricsSource>,
     ) -> Result<Self, ApiSetupError> {
         if token.expose().trim().is_empty() {
             return Err(ApiSetupError::EmptyToken);

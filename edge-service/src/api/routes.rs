@@ -183,7 +183,7 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 // metrics and summary
 
 async fn metrics_text(state: web::Data<ApiState>) -> HttpResponse {
-    let snapshot = state.runner.metrics();
+    let snapshot = state.runner.snapshot();
     let counts = on_store(&state, |s| s.counts()).await.ok();
     let ready = readiness(&state).await.values().all(Result::is_ok);
     let tallies: Vec<metrics::WebhookTally> = state
@@ -213,7 +213,7 @@ fn by_state(pairs: impl Iterator<Item = (RecordState, u64)>) -> (u64, Map<String
 
 async fn summary(state: web::Data<ApiState>) -> Answer {
     let counts: Counts = on_store(&state, |s| s.counts()).await?;
-    let m = state.runner.metrics();
+    let m = state.runner.snapshot();
     let mapping = state.runner.mapping();
     let (ready, checks) = checks_json(&readiness(&state).await);
 
