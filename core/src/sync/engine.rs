@@ -327,6 +327,13 @@ impl Engine {
                 .any(|f| matches!(f.shipment, ShipmentState::Pending { command: None, .. }))
     }
 
+    /// New commands and exceptions get ids above `floor`. After a restart from a snapshot
+    /// older than the outbox, the ids issued after the snapshot are taken; the service calls
+    /// this with the largest id it has stored.
+    pub fn ids_above(&mut self, floor: u64) {
+        self.next_id = self.next_id.max(floor.saturating_add(1));
+    }
+
     fn new_command(&mut self, key: String, kind: CommandKind) -> Command {
         let id = self.next_id;
         self.next_id += 1;
@@ -1961,8 +1968,11 @@ impl Engine {
                 return;
             }
             let task = self.verify.remove(0);
+            // A read changes nothing: each read has its own key (the id), so re-reading the
+            // same SKU later is not mistaken for a repeat of the first read.
+            let id = self.next_id;
             let mut cmd = self.new_command(
-                format!("salable:{}:{}", task.sku, task.stock_id),
+                format!("salable:{}:{}:{id}", task.sku, task.stock_id),
                 CommandKind::ReadSalable {
                     sku: task.sku,
                     stock_id: task.stock_id,

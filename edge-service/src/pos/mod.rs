@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tillbridge_core::pos::{
     FulfilmentRef, FulfilmentRequest, FulfilmentState, FulfilmentStatus, PosLocation,
-    PosLocationId, PosTransaction, PosTransactionId, PosVariationId, StockLevel, Timestamp,
+    PosLocationId, PosTransaction, PosTransactionId, PosVariation, PosVariationId, StockLevel,
+    Timestamp,
 };
 
 pub use inbox::{FileInbox, InboxError, PosInbox, StoreOutcome, StoredBatch};
@@ -679,6 +680,9 @@ pub struct FulfilmentReceipt {
     pub version: i64,
 }
 
+/// A catalog read: the variations, and the objects that could not be read.
+pub type CatalogRead = (Vec<PosVariation>, Vec<RecordError>);
+
 /// A POS, as Tillbridge reads it. See the module documentation for the cursor contract.
 ///
 /// Feed methods take the last **committed** cursor ([`PosCursor::start`] the first time) and
@@ -739,6 +743,24 @@ pub trait PosConnector: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<FulfilmentStatus, PosError>> {
         let _ = reference;
         unsupported("fulfilment_status")
+    }
+
+    /// The POS's item variations with their SKUs, for the SKU mapping (stock counts and order
+    /// lines name variations, not SKUs). Malformed catalog objects come back as record errors.
+    /// Connectors whose records carry the SKU themselves (the file drop) return an empty list.
+    fn catalog(&self) -> BoxFuture<'_, Result<CatalogRead, PosError>> {
+        Box::pin(async { Ok((Vec::new(), Vec::new())) })
+    }
+
+    /// Withdraw a fulfilment the store has not completed (Commerce cancelled the order).
+    /// Idempotent: withdrawing a cancelled fulfilment returns its status. A fulfilment the
+    /// store already completed cannot be withdrawn ([`PosError::InvalidRequest`]).
+    fn cancel_fulfilment<'a>(
+        &'a self,
+        reference: &'a FulfilmentRef,
+    ) -> BoxFuture<'a, Result<FulfilmentStatus, PosError>> {
+        let _ = reference;
+        unsupported("cancel_fulfilment")
     }
 
     /// Verify a webhook delivery's signature and read its hints. A bad or missing signature

@@ -993,6 +993,66 @@ impl SquareConnector {
         })
     }
 
+    /// Withdraw a fulfilment: `UpdateOrder` setting its state to `CANCELED` at the order's
+    /// current version. Re-reading first makes it idempotent (a cancelled fulfilment is
+    /// returned as it is) and a stale version (someone at the till touched the order in
+    /// between) is a `Conflict` the caller retries.
+    async fn withdraw_fulfilment(
+        &self,
+        reference: &FulfilmentRef,
+    ) -> Result<FulfilmentStatus, PosError> {
+        let path = format!("/v2/orders/{}", url_encode(&reference.external_order_id));
+        let res = self.get(&path).await?;
+        let order = res.get("order").ok_or_else(|| PosError::Malformed {
+            message: format!("order {}: answer has no order", reference.external_order_id),
+        })?;
+        let location = order.get("location_id").cloned().unwrap_or(Value::Null);
+        let current = status_of(
+            order,
+            reference.request.clone(),
+            reference.external_fulfilment_id.as_deref(),
+        )?;
+        match current.state {
+            FulfilmentState::Cancelled | FulfilmentState::Rejected | FulfilmentState::Failed => {
+                return Ok(current);
+            }
+            FulfilmentState::Completed => {
+                return Err(PosError::InvalidRequest {
+                    message: format!(
+                        "Square order {} is already completed at the till; it cannot be withdrawn",
+                        reference.external_order_id
+                    ),
+                });
+            }
+            FulfilmentState::Requested | FulfilmentState::Accepted | FulfilmentState::Ready => {}
+        }
+        let uid = current
+            .reference
+            .external_fulfilment_id
+            .clone()
+            .ok_or_else(|| PosError::Malformed {
+                message: format!(
+                    "Square order {}: fulfilment has no uid",
+                    reference.external_order_id
+                ),
+            })?;
+        let key = idempotency_key(
+            "cancel",
+            &format!("{}:{}", reference.request.as_str(), current.version),
+            192,
+        );
+        let body = json!({
+            "idempotency_key": key,
+            "order": {
+                "location_id": location,
+                "version": current.version,
+                "fulfillments": [{"uid": uid, "state": "CANCELED"}],
+            },
+        });
+        self.call(reqwest::Method::PUT, &path, Some(&body)).await?;
+        self.read_fulfilment(reference).await
+    }
+
     async fn read_fulfilment(
         &self,
         reference: &FulfilmentRef,
@@ -1928,6 +1988,17 @@ impl PosConnector for SquareConnector {
         reference: &'a FulfilmentRef,
     ) -> BoxFuture<'a, Result<FulfilmentStatus, PosError>> {
         Box::pin(self.read_fulfilment(reference))
+    }
+
+    fn catalog(&self) -> BoxFuture<'_, Result<super::CatalogRead, PosError>> {
+        Box::pin(self.catalog_variations())
+    }
+
+    fn cancel_fulfilment<'a>(
+        &'a self,
+        reference: &'a FulfilmentRef,
+    ) -> BoxFuture<'a, Result<FulfilmentStatus, PosError>> {
+        Box::pin(self.withdraw_fulfilment(reference))
     }
 
     fn verify_webhook(&self, request: &WebhookRequest<'_>) -> Result<WebhookVerdict, PosError> {

@@ -30,6 +30,7 @@ pub struct Context {
     pub pos: BTreeMap<String, Arc<dyn PosConnector>>,
     pub settings: Arc<Settings>,
     pub variations: Arc<Mutex<BTreeMap<(String, Sku), PosVariationId>>>,
+    pub catalogs: Arc<Mutex<BTreeMap<String, super::convert::Catalog>>>,
     pub(crate) followed: FollowedMap,
     pub now: Timestamp,
 }
@@ -132,33 +133,94 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                         sku: msku(&i.sku)?,
                         source_code: msource(&i.source)?,
                         quantity: i.quantity,
-                        status: if i.status == 1 { SourceItemStatus::InStock } else { SourceItemStatus::OutOfStock },
+                        status: if i.status == 1 {
+                            SourceItemStatus::InStock
+                        } else {
+                            SourceItemStatus::OutOfStock
+                        },
                     });
                 }
-                ctx.commerce.save_source_items(&key(cmd)?, &wire).await.map_err(|e| commerce_outcome(&e))?;
-                Ok(vec![Input::Result { command: id, outcome: ok(started) }])
+                ctx.commerce
+                    .save_source_items(&key(cmd)?, &wire)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                Ok(vec![Input::Result {
+                    command: id,
+                    outcome: ok(started),
+                }])
             }
-            CommandKind::CreateShipment { entity_id, source, items, tracking, comment, .. } => {
+            CommandKind::CreateShipment {
+                entity_id,
+                source,
+                items,
+                tracking,
+                comment,
+                ..
+            } => {
                 let request = ShipRequest {
                     items: lines(items),
                     source_code: Some(msource(source)?),
                     notify: true,
                     comment: Some(comment.clone()),
-                    tracks: tracking.iter().map(|t| Track { track_number: t.clone(), title: "Store dispatch".into(), carrier_code: "custom".into() }).collect(),
+                    tracks: tracking
+                        .iter()
+                        .map(|t| Track {
+                            track_number: t.clone(),
+                            title: "Store dispatch".into(),
+                            carrier_code: "custom".into(),
+                        })
+                        .collect(),
                     baseline: None,
                 };
-                ctx.commerce.ship(&key(cmd)?, mage::sales::OrderId(*entity_id), &request).await.map_err(|e| commerce_outcome(&e))?;
-                Ok(vec![Input::Result { command: id, outcome: ok(started) }])
+                ctx.commerce
+                    .ship(&key(cmd)?, mage::sales::OrderId(*entity_id), &request)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                Ok(vec![Input::Result {
+                    command: id,
+                    outcome: ok(started),
+                }])
             }
-            CommandKind::CancelOrder { entity_id, comment, .. } => {
+            CommandKind::CancelOrder {
+                entity_id, comment, ..
+            } => {
                 let k = key(cmd)?;
-                ctx.commerce.cancel_order(&k, mage::sales::OrderId(*entity_id)).await.map_err(|e| commerce_outcome(&e))?;
-                let ck = IdempotencyKey::parse(&format!("{}:comment", k.as_str()).chars().take(80).collect::<String>()).map_err(|e| Outcome::Permanent { status: 0, message: e.to_string(), skus: Vec::new() })?;
-                let c = OrderComment { comment: comment.clone(), status: None, notify_customer: true, visible_on_front: true };
-                ctx.commerce.add_order_comment(&ck, mage::sales::OrderId(*entity_id), &c).await.map_err(|e| commerce_outcome(&e))?;
-                Ok(vec![Input::Result { command: id, outcome: ok(started) }])
+                ctx.commerce
+                    .cancel_order(&k, mage::sales::OrderId(*entity_id))
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                let ck = IdempotencyKey::parse(
+                    &format!("{}:comment", k.as_str())
+                        .chars()
+                        .take(80)
+                        .collect::<String>(),
+                )
+                .map_err(|e| Outcome::Permanent {
+                    status: 0,
+                    message: e.to_string(),
+                    skus: Vec::new(),
+                })?;
+                let c = OrderComment {
+                    comment: comment.clone(),
+                    status: None,
+                    notify_customer: true,
+                    visible_on_front: true,
+                };
+                ctx.commerce
+                    .add_order_comment(&ck, mage::sales::OrderId(*entity_id), &c)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                Ok(vec![Input::Result {
+                    command: id,
+                    outcome: ok(started),
+                }])
             }
-            CommandKind::CreditMemo { entity_id, items, comment, .. } => {
+            CommandKind::CreditMemo {
+                entity_id,
+                items,
+                comment,
+                ..
+            } => {
                 let request = RefundRequest {
                     items: lines(items),
                     return_to_stock_items: Vec::new(),
@@ -169,43 +231,89 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     comment: Some(comment.clone()),
                     baseline: None,
                 };
-                ctx.commerce.refund_order(&key(cmd)?, mage::sales::OrderId(*entity_id), &request).await.map_err(|e| commerce_outcome(&e))?;
-                Ok(vec![Input::Result { command: id, outcome: ok(started) }])
+                ctx.commerce
+                    .refund_order(&key(cmd)?, mage::sales::OrderId(*entity_id), &request)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                Ok(vec![Input::Result {
+                    command: id,
+                    outcome: ok(started),
+                }])
             }
-            CommandKind::OrderComment { entity_id, comment, notify, .. } => {
-                let c = OrderComment { comment: comment.clone(), status: None, notify_customer: *notify, visible_on_front: true };
-                ctx.commerce.add_order_comment(&key(cmd)?, mage::sales::OrderId(*entity_id), &c).await.map_err(|e| commerce_outcome(&e))?;
-                Ok(vec![Input::Result { command: id, outcome: ok(started) }])
+            CommandKind::OrderComment {
+                entity_id,
+                comment,
+                notify,
+                ..
+            } => {
+                let c = OrderComment {
+                    comment: comment.clone(),
+                    status: None,
+                    notify_customer: *notify,
+                    visible_on_front: true,
+                };
+                ctx.commerce
+                    .add_order_comment(&key(cmd)?, mage::sales::OrderId(*entity_id), &c)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
+                Ok(vec![Input::Result {
+                    command: id,
+                    outcome: ok(started),
+                }])
             }
             CommandKind::ReadSalable { sku, stock_id } => {
-                let stock = mage::StockId::parse(i64::from(*stock_id)).map_err(|e| Outcome::Permanent { status: 0, message: format!("{e:?}"), skus: Vec::new() })?;
+                let stock =
+                    mage::StockId::parse(i64::from(*stock_id)).map_err(|e| Outcome::Permanent {
+                        status: 0,
+                        message: format!("{e:?}"),
+                        skus: Vec::new(),
+                    })?;
                 let salable = match ctx.commerce.salable_quantity(&msku(sku)?, stock).await {
                     Ok(q) => Some(q),
                     Err(e) if e.is_retriable() => return Err(commerce_outcome(&e)),
                     Err(_) => None,
                 };
-                Ok(vec![Input::Salable { command: id, sku: sku.clone(), stock_id: *stock_id, salable }])
+                Ok(vec![Input::Salable {
+                    command: id,
+                    sku: sku.clone(),
+                    stock_id: *stock_id,
+                    salable,
+                }])
             }
             CommandKind::ReadSourceItems { page, page_size } => {
-                let criteria = SearchCriteria::new().page_size(*page_size).current_page(*page);
-                let res = ctx.commerce.source_items(&criteria).await.map_err(|e| commerce_outcome(&e))?;
+                let criteria = SearchCriteria::new()
+                    .page_size(*page_size)
+                    .current_page(*page);
+                let res = ctx
+                    .commerce
+                    .source_items(&criteria)
+                    .await
+                    .map_err(|e| commerce_outcome(&e))?;
                 let items = res
                     .items
                     .iter()
-                    .filter_map(|i| Some((Sku::parse(i.sku.as_str()).ok()?, tillbridge_core::pos::SourceCode::parse(i.source_code.as_str()).ok()?, i.quantity)))
+                    .filter_map(|i| {
+                        Some((
+                            Sku::parse(i.sku.as_str()).ok()?,
+                            tillbridge_core::pos::SourceCode::parse(i.source_code.as_str()).ok()?,
+                            i.quantity,
+                        ))
+                    })
                     .collect();
                 let last_page = u64::from(*page) * u64::from(*page_size) >= res.total_count;
-                Ok(vec![Input::SourceItems { command: id, items, last_page }])
+                Ok(vec![Input::SourceItems {
+                    command: id,
+                    items,
+                    last_page,
+                }])
             }
-            CommandKind::CreateFulfilment { order, source, lines, pickup } => create_fulfilment(ctx, cmd, order, source, lines, *pickup).await,
-            CommandKind::CancelFulfilment { order, .. } => {
-                // The connector contract has no cancellation yet: staff withdraw it at the till.
-                Err(Outcome::Permanent {
-                    status: 0,
-                    message: format!("withdraw order {order} at the till: this POS connector cannot cancel fulfilments"),
-                    skus: Vec::new(),
-                })
-            }
+            CommandKind::CreateFulfilment {
+                order,
+                source,
+                lines,
+                pickup,
+            } => create_fulfilment(ctx, cmd, order, source, lines, *pickup).await,
+            CommandKind::CancelFulfilment { order, .. } => cancel_fulfilment(ctx, cmd, order).await,
         }
     }
     .await;
@@ -252,14 +360,21 @@ async fn create_fulfilment(
     })?;
     let mut lines = Vec::new();
     for (sku, qty) in order_lines {
+        // The catalog's variation for the SKU, else the one the stock feed named.
         let variation = ctx
-            .variations
+            .catalogs
             .lock()
             .ok()
-            .and_then(|v| v.get(&(store.pos.clone(), sku.clone())).cloned())
+            .and_then(|c| c.get(&store.pos).and_then(|c| c.variation(sku).cloned()))
+            .or_else(|| {
+                ctx.variations
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.get(&(store.pos.clone(), sku.clone())).cloned())
+            })
             .ok_or_else(|| Outcome::Retriable {
                 reason: format!(
-                    "the POS variation of {sku} is not known yet (waiting for the stock feed)"
+                    "the POS variation of {sku} is not known yet (waiting for the POS catalog)"
                 ),
                 throttled: false,
             })?;
@@ -321,6 +436,49 @@ async fn create_fulfilment(
                 version: receipt.version,
             },
         );
+    }
+    Ok(vec![Input::Result {
+        command: cmd.id,
+        outcome: Outcome::Ok { latency_ms: 0 },
+    }])
+}
+
+/// Withdraw the fulfilment the runner sent for `order` (Commerce cancelled the order).
+async fn cancel_fulfilment(
+    ctx: &Context,
+    cmd: &Command,
+    order: &str,
+) -> Result<Vec<Input>, Outcome> {
+    let followed = ctx
+        .followed
+        .lock()
+        .ok()
+        .and_then(|f| f.get(order).cloned())
+        .ok_or_else(|| Outcome::Permanent {
+            status: 0,
+            message: format!(
+                "no POS fulfilment is known for order {order}; withdraw it at the till"
+            ),
+            skus: Vec::new(),
+        })?;
+    let connector = ctx
+        .pos
+        .get(&followed.pos)
+        .cloned()
+        .ok_or_else(|| Outcome::Permanent {
+            status: 0,
+            message: format!("no POS '{}'", followed.pos),
+            skus: Vec::new(),
+        })?;
+    let status = connector
+        .cancel_fulfilment(&followed.reference)
+        .await
+        .map_err(|e| pos_outcome(&e))?;
+    if let Ok(mut f) = ctx.followed.lock()
+        && let Some(x) = f.get_mut(order)
+    {
+        x.state = status.state;
+        x.version = status.version;
     }
     Ok(vec![Input::Result {
         command: cmd.id,

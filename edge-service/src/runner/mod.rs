@@ -22,11 +22,12 @@ use tillbridge_core::pos::{
     FulfilmentRef, FulfilmentState, PosVariationId, Sku, SourceCode, Timestamp,
 };
 use tillbridge_core::sync::{
-    Engine, EngineConfig, Input, Output, RoutingConfig, SourceRoute, Stats, SweepConfig,
-    VerifyConfig,
+    Engine, EngineConfig, Input, Journal, Outcome, Output, RecordState, RoutingConfig, SourceRoute,
+    Stats, SweepConfig, VerifyConfig,
 };
 use tokio::sync::mpsc;
 
+use crate::api::{OperatorAck, OperatorAction, OperatorRefusal, OperatorReply, OperatorRequest};
 use crate::commerce::{CommerceClient, OrderCursor};
 use crate::config::Settings;
 use crate::pos::{Feed, PosConnector, PosCursor};
@@ -87,9 +88,31 @@ pub struct RunnerView {
     pub requests_per_second: u32,
     pub last_tick: Option<Timestamp>,
     pub last_error: Option<String>,
-    /// POS records read but not usable (mapping, malformed), by connector.
+    /// POS records read but not usable (mapping, malformed); each is stored with the reason.
     pub rejected_pos_records: u64,
+    /// Per POS: how many variations the catalog maps to a SKU, and what it left out.
+    pub catalogs: BTreeMap<String, CatalogView>,
 }
+
+/// A POS catalog as the runner last read it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CatalogView {
+    pub mapped_variations: usize,
+    pub malformed_objects: usize,
+    /// Sentences about variations that are not synced (shared SKU, no SKU).
+    pub problems: Vec<String>,
+    pub loaded_at: Option<Timestamp>,
+}
+
+/// How often a POS catalog is re-read (a new product at the till is picked up sooner: an
+/// unknown variation triggers a re-read, at most once a minute).
+const CATALOG_REFRESH_MS: i64 = 15 * 60_000;
+const CATALOG_RETRY_MS: i64 = 60_000;
+/// The cursor row that keeps the fulfilments being followed across restarts.
+const FOLLOWED_KEY: &str = "runner:followed";
+/// Orders read per poll, and how far back a caught-up poll reads again.
+const ORDER_PAGE: u32 = 100;
+const ORDER_OVERLAP_MS: i64 = 10_000;
 
 /// The engine configuration from the service settings.
 pub fn engine_config(settings: &Settings) -> EngineConfig {
@@ -142,7 +165,7 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
 }
 
 /// A fulfilment the runner follows at the POS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Followed {
     pos: String,
     reference: FulfilmentRef,
@@ -163,6 +186,12 @@ pub struct Runner {
     /// POS variation per (POS id, SKU), learnt from stock figures.
     variations: Arc<Mutex<BTreeMap<(String, Sku), PosVariationId>>>,
     followed: Arc<Mutex<BTreeMap<String, Followed>>>,
+    /// The followed map as last saved (saved again only when it changes).
+    followed_saved: String,
+    /// The last order poll read everything there was (the next one re-reads a few seconds).
+    orders_caught_up: bool,
+    /// POS id → its catalog (variation ↔ SKU).
+    catalogs: Arc<Mutex<BTreeMap<String, convert::Catalog>>>,
     answers_tx: mpsc::UnboundedSender<Vec<Input>>,
     answers_rx: mpsc::UnboundedReceiver<Vec<Input>>,
     last_record: RecordId,
@@ -203,6 +232,21 @@ impl Runner {
             }
             None => (Engine::new(cfg, now), RecordId(0)),
         };
+        // Ids issued after the snapshot are taken (the replay below decides again): new ones
+        // start above everything stored.
+        let max_command = store
+            .commands(None, 1, 0)?
+            .items
+            .first()
+            .map_or(0, |c| c.command_id);
+        let max_exception = store
+            .exceptions(false, 1, 0)?
+            .items
+            .iter()
+            .map(|e| e.entry.id)
+            .max()
+            .unwrap_or(0);
+        engine.ids_above(max_command.max(max_exception));
         // Replay what came after the snapshot.
         loop {
             let rows = store.records_after(last, 500)?;
@@ -228,6 +272,13 @@ impl Runner {
             })
             .collect();
         let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let followed_saved = store.cursor(FOLLOWED_KEY)?.unwrap_or_default();
+        let followed: BTreeMap<String, Followed> = if followed_saved.is_empty() {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(&followed_saved)
+                .map_err(|e| RunnerError::Snapshot(format!("followed fulfilments: {e}")))?
+        };
         Ok(Self {
             settings,
             engine,
@@ -237,7 +288,10 @@ impl Runner {
             clock,
             sources,
             variations: Arc::new(Mutex::new(BTreeMap::new())),
-            followed: Arc::new(Mutex::new(BTreeMap::new())),
+            followed: Arc::new(Mutex::new(followed)),
+            followed_saved,
+            orders_caught_up: true,
+            catalogs: Arc::new(Mutex::new(BTreeMap::new())),
             answers_tx,
             answers_rx,
             last_record: last,
@@ -271,7 +325,7 @@ impl Runner {
         origin: &str,
         external_id: Option<String>,
         input: impl FnOnce(String) -> Input,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(RecordId, bool), RunnerError> {
         let now = (self.clock)();
         // The record id is only known after the insert; store the input with a placeholder id
         // rewritten in the payload right after (one row, two writes in the same thread).
@@ -285,12 +339,12 @@ impl Runner {
         };
         let (id, new) = self.store.insert_record(&record)?;
         if !new {
-            return Ok(());
+            return Ok((id, false));
         }
         self.last_record = self.last_record.max(id);
         let input = with_record(placeholder, &id.to_string());
         self.engine.handle(input, now);
-        Ok(())
+        Ok((id, true))
     }
 
     /// One round of work. Returns whether anything happened.
@@ -330,12 +384,29 @@ impl Runner {
                 Output::Journal(j) => journal.push(j),
                 Output::Command(cmd) => {
                     busy = true;
-                    self.store.put_command(&cmd, now)?;
+                    match self.store.put_command(&cmd, now) {
+                        Ok(()) => {}
+                        Err(StoreError::DuplicateKey { existing, .. }) => {
+                            // The same action under an earlier command id (re-decided after a
+                            // restart): its stored outcome answers this one when it has one.
+                            if let Some(outcome) = self.outcome_of(existing)? {
+                                let _ = self.answers_tx.send(vec![Input::Result {
+                                    command: cmd.id,
+                                    outcome,
+                                }]);
+                                continue;
+                            }
+                            // Still open: run it again; the idempotency key makes the POS and
+                            // Commerce act once.
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                     let ctx = exec::Context {
                         commerce: self.commerce.clone(),
                         pos: self.pos.clone(),
                         settings: Arc::new(self.settings.clone()),
                         variations: self.variations.clone(),
+                        catalogs: self.catalogs.clone(),
                         followed: self.followed_handle(),
                         now,
                     };
@@ -350,6 +421,7 @@ impl Runner {
         if !journal.is_empty() {
             self.store.apply_journal(&journal, now)?;
         }
+        self.save_followed(now)?;
         if now.as_millis() >= self.next_snapshot {
             self.snapshot(now)?;
         }
@@ -357,8 +429,152 @@ impl Runner {
         Ok(busy)
     }
 
+    /// The outcome of a stored command that finished (`None` while it is open).
+    fn outcome_of(&self, command: u64) -> Result<Option<Outcome>, RunnerError> {
+        let Some(row) = self.store.command(command)? else {
+            return Ok(None);
+        };
+        Ok(match row.state {
+            RecordState::Confirmed | RecordState::Verified | RecordState::Settled => {
+                Some(Outcome::Ok { latency_ms: 0 })
+            }
+            RecordState::Failed => Some(Outcome::Permanent {
+                status: 0,
+                message: format!("as command {command}: {}", row.detail),
+                skus: Vec::new(),
+            }),
+            _ => None,
+        })
+    }
+
     fn followed_handle(&self) -> exec::FollowedMap {
         self.followed.clone()
+    }
+
+    /// Persist the fulfilments being followed when they changed (open ones only: a finished
+    /// fulfilment needs no more polling).
+    fn save_followed(&mut self, now: Timestamp) -> Result<(), RunnerError> {
+        let json = match self.followed.lock() {
+            Ok(mut f) => {
+                f.retain(|_, x| !x.state.is_terminal());
+                serde_json::to_string(&*f).unwrap_or_default()
+            }
+            Err(_) => return Ok(()),
+        };
+        if json != self.followed_saved {
+            self.store.save_cursor(FOLLOWED_KEY, &json, now)?;
+            self.followed_saved = json;
+        }
+        Ok(())
+    }
+
+    /// Read a POS's catalog when it was never read, is old, or a record named a variation it
+    /// does not know (at most once a minute then).
+    async fn refresh_catalog(
+        &mut self,
+        pos_id: &str,
+        connector: &Arc<dyn PosConnector>,
+        unknown_seen: bool,
+    ) {
+        let now = (self.clock)().as_millis();
+        let loaded = self
+            .catalogs
+            .lock()
+            .ok()
+            .and_then(|c| c.get(pos_id).and_then(|x| x.loaded_at));
+        let due = match loaded {
+            None => true,
+            Some(at) => {
+                now - at.as_millis() >= CATALOG_REFRESH_MS
+                    || (unknown_seen && now - at.as_millis() >= CATALOG_RETRY_MS)
+            }
+        };
+        if !due {
+            return;
+        }
+        // Active tills nobody mapped: their stock is not synced, which someone should know.
+        let mut location_problems = Vec::new();
+        match connector.locations().await {
+            Ok(locations) => {
+                for l in locations.iter().filter(|l| l.active) {
+                    if !self
+                        .sources
+                        .contains_key(&(pos_id.to_owned(), l.id.as_str().to_owned()))
+                    {
+                        location_problems.push(format!(
+                            "POS location {} ({}) is active but not mapped to a Commerce source: its stock is not synced; add a [[stores]] entry for it",
+                            l.id,
+                            l.name
+                        ));
+                    }
+                }
+            }
+            Err(e) => self.note_error(format!("{pos_id} locations: {e}")),
+        }
+        match connector.catalog().await {
+            Ok((variations, errors)) => {
+                let mut catalog = convert::Catalog::from_variations(
+                    &variations,
+                    errors.len(),
+                    Timestamp::from_millis(now),
+                );
+                catalog.location_problems = location_problems;
+                if let Ok(mut v) = self.view.lock() {
+                    v.catalogs.insert(
+                        pos_id.to_owned(),
+                        CatalogView {
+                            mapped_variations: catalog.len(),
+                            malformed_objects: catalog.malformed,
+                            problems: catalog
+                                .location_problems
+                                .iter()
+                                .cloned()
+                                .chain(catalog.problems.iter().map(|p| p.message.clone()))
+                                .collect(),
+                            loaded_at: catalog.loaded_at,
+                        },
+                    );
+                }
+                if let Ok(mut c) = self.catalogs.lock() {
+                    c.insert(pos_id.to_owned(), catalog);
+                }
+            }
+            Err(e) => self.note_error(format!("{pos_id} catalog: {e}")),
+        }
+    }
+
+    /// Store the POS records the sync cannot use, each with the sentence saying why.
+    fn store_rejected(
+        &mut self,
+        pos_id: &str,
+        rejected: Vec<convert::Rejected>,
+    ) -> Result<(), RunnerError> {
+        let now = (self.clock)();
+        let mut journal = Vec::new();
+        for r in rejected {
+            let (id, new) = self.store.insert_record(&NewRecord {
+                kind: r.kind,
+                origin: pos_id.to_owned(),
+                external_id: Some(r.external_id),
+                payload: r.payload,
+                received_at: now,
+            })?;
+            if new {
+                self.last_record = self.last_record.max(id);
+                journal.push(Journal::Record {
+                    record: id.to_string(),
+                    state: r.state,
+                    detail: r.detail,
+                });
+            }
+        }
+        if !journal.is_empty() {
+            if let Ok(mut v) = self.view.lock() {
+                v.rejected_pos_records += journal.len() as u64;
+            }
+            self.store.apply_journal(&journal, now)?;
+        }
+        Ok(())
     }
 
     /// Snapshot the engine (the newest record it has seen goes with it).
@@ -398,6 +614,7 @@ impl Runner {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (pos_id, connector) in connectors {
+            self.refresh_catalog(&pos_id, &connector, false).await;
             let caps = connector.capabilities();
             let mut feeds = Vec::new();
             let snapshot_done = self
@@ -428,17 +645,21 @@ impl Runner {
                             break;
                         }
                     };
-                    let records =
-                        convert::pos_batch(&pos_id, &batch, &self.sources, &self.variations);
+                    let mut records = self.convert(&pos_id, &batch);
+                    if records
+                        .rejected
+                        .iter()
+                        .any(|r| r.detail.contains("no SKU") || r.detail.contains("not been read"))
+                    {
+                        // Perhaps a product added at the till since the catalog was read.
+                        self.refresh_catalog(&pos_id, &connector, true).await;
+                        records = self.convert(&pos_id, &batch);
+                    }
                     busy |= !records.inputs.is_empty();
                     for (ext, kind, input) in records.inputs {
                         self.ingest(kind, &pos_id, Some(ext), |r| with_record(input, &r))?;
                     }
-                    if records.rejected > 0 {
-                        if let Ok(mut v) = self.view.lock() {
-                            v.rejected_pos_records += records.rejected;
-                        }
-                    }
+                    self.store_rejected(&pos_id, records.rejected)?;
                     // Stored: now the cursor may move.
                     let now = (self.clock)();
                     self.store
@@ -462,6 +683,12 @@ impl Runner {
         Ok(busy)
     }
 
+    fn convert(&self, pos_id: &str, batch: &crate::pos::PosBatch) -> convert::Converted {
+        let catalogs = self.catalogs.lock().ok();
+        let catalog = catalogs.as_ref().and_then(|c| c.get(pos_id));
+        convert::pos_batch(pos_id, batch, &self.sources, catalog, &self.variations)
+    }
+
     /// Read Commerce orders changed since the cursor.
     async fn poll_orders(&mut self) -> Result<bool, RunnerError> {
         let name = "commerce:orders";
@@ -476,36 +703,55 @@ impl Runner {
             }
             None => OrderCursor::default(),
         };
-        let (orders, next) = match self.commerce.orders_changed_since(&cursor, 100).await {
+        // Magento's `updated_at` has whole seconds, and an order saved in the second the cursor
+        // stands on (or committed a moment after a later one was read) sorts behind it. When
+        // the last read caught up, read the last few seconds again; the record ids (which
+        // carry the order's state and quantities) keep what was already stored from counting
+        // twice.
+        let read_from = if self.orders_caught_up && !cursor.updated_at.is_empty() {
+            OrderCursor {
+                updated_at: convert::magento_time_minus(&cursor.updated_at, ORDER_OVERLAP_MS),
+                entity_id: 0,
+            }
+        } else {
+            cursor.clone()
+        };
+        let (orders, next) = match self
+            .commerce
+            .orders_changed_since(&read_from, ORDER_PAGE)
+            .await
+        {
             Ok(x) => x,
             Err(e) => {
                 self.note_error(format!("commerce orders: {e}"));
                 return Ok(false);
             }
         };
-        let busy = !orders.is_empty();
+        self.orders_caught_up = orders.len() < ORDER_PAGE as usize;
+        let mut busy = false;
         for order in orders {
             let Some(web) = convert::web_order(&order, &self.settings) else {
                 continue;
             };
-            let ext = format!(
-                "{}@{}",
-                web.increment_id,
-                order.updated_at.clone().unwrap_or_default()
-            );
-            self.ingest(RecordKind::CommerceOrder, "commerce", Some(ext), |r| {
+            let ext = convert::order_record_id(&web, order.updated_at.as_deref());
+            let (_, new) = self.ingest(RecordKind::CommerceOrder, "commerce", Some(ext), |r| {
                 Input::CommerceOrder {
                     record: r,
                     order: web,
                 }
             })?;
+            busy |= new;
         }
-        let now = (self.clock)();
-        self.store.save_cursor(
-            name,
-            &format!("{}|{}", next.updated_at, next.entity_id),
-            now,
-        )?;
+        // The cursor never moves back (an overlap read may end before it).
+        let key = |c: &OrderCursor| (c.updated_at.clone(), c.entity_id);
+        if key(&next) > key(&cursor) {
+            let now = (self.clock)();
+            self.store.save_cursor(
+                name,
+                &format!("{}|{}", next.updated_at, next.entity_id),
+                now,
+            )?;
+        }
         Ok(busy)
     }
 
@@ -557,41 +803,90 @@ impl Runner {
         Ok(busy)
     }
 
-    /// Apply an operator's action (stored first, like every input).
-    pub fn operator(&mut self, op: RunnerOp) -> Result<(), RunnerError> {
+    /// Apply an operator's action (stored first, like every input). A retry or resolve of an
+    /// exception that is not open is refused, not stored.
+    pub fn operator(&mut self, op: RunnerOp) -> Result<OperatorReply, RunnerError> {
         let now = (self.clock)();
-        match op {
-            RunnerOp::RetryException { id, by } => self.ingest(
-                RecordKind::Operator,
-                &format!("api:{by}"),
-                Some(format!("retry:{id}:{}", now.as_millis())),
-                |_| Input::RetryException { id },
+        let exception_id = match &op {
+            RunnerOp::RetryException { id, .. } | RunnerOp::ResolveException { id, .. } => {
+                Some(*id)
+            }
+            RunnerOp::PollNow | RunnerOp::Sweep => None,
+        };
+        if let Some(id) = exception_id
+            && !self.engine.exceptions().any(|e| e.id == id)
+        {
+            let resolved = self
+                .store
+                .exceptions(false, crate::store::MAX_LIMIT, 0)?
+                .items
+                .iter()
+                .any(|e| e.entry.id == id && e.resolved_at.is_some());
+            return Ok(Err(if resolved {
+                OperatorRefusal::AlreadyResolved { id }
+            } else {
+                OperatorRefusal::UnknownException { id }
+            }));
+        }
+        let (origin, ext, input, message) = match op {
+            RunnerOp::RetryException { id, by } => (
+                format!("api:{by}"),
+                format!("retry:{id}:{}", now.as_millis()),
+                Input::RetryException { id },
+                format!("exception {id}: retrying now"),
             ),
-            RunnerOp::ResolveException { id, note, by } => self.ingest(
-                RecordKind::Operator,
-                &format!("api:{by}"),
-                Some(format!("resolve:{id}:{}", now.as_millis())),
-                |_| Input::ResolveException {
+            RunnerOp::ResolveException { id, note, by } => (
+                format!("api:{by}"),
+                format!("resolve:{id}:{}", now.as_millis()),
+                Input::ResolveException {
                     id,
                     note: format!("{note} (by {by})"),
                 },
+                format!("exception {id} resolved"),
             ),
             RunnerOp::PollNow => {
                 self.next_poll = 0;
                 self.next_fulfilment_poll = 0;
-                Ok(())
+                return Ok(Ok(OperatorAck {
+                    record: None,
+                    message: "polling now".into(),
+                }));
             }
             RunnerOp::Sweep => {
                 self.engine.request_sweep(now);
-                Ok(())
+                return Ok(Ok(OperatorAck {
+                    record: None,
+                    message: "a reconciliation sweep starts now".into(),
+                }));
             }
+        };
+        let (record, _) = self.ingest(RecordKind::Operator, &origin, Some(ext), |_| input)?;
+        Ok(Ok(OperatorAck {
+            record: Some(record),
+            message,
+        }))
+    }
+
+    /// Take one request from the API: act, then answer whoever waits.
+    fn take_request(&mut self, request: OperatorRequest) -> Result<(), RunnerError> {
+        let op = match request.action {
+            OperatorAction::RetryException { id, by } => RunnerOp::RetryException { id, by },
+            OperatorAction::ResolveException { id, note, by } => {
+                RunnerOp::ResolveException { id, note, by }
+            }
+            OperatorAction::PollNow { .. } => RunnerOp::PollNow,
+        };
+        let reply = self.operator(op)?;
+        if let Some(tx) = request.reply {
+            let _ = tx.send(reply);
         }
+        Ok(())
     }
 
     /// Run until `shutdown` flips, taking operator actions from `ops`.
     pub async fn run(
         mut self,
-        mut ops: mpsc::Receiver<RunnerOp>,
+        mut ops: mpsc::Receiver<OperatorRequest>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
         loop {
@@ -600,8 +895,8 @@ impl Runner {
                 self.snapshot(now)?;
                 return Ok(());
             }
-            while let Ok(op) = ops.try_recv() {
-                self.operator(op)?;
+            while let Ok(request) = ops.try_recv() {
+                self.take_request(request)?;
             }
             let busy = self.tick().await?;
             let now = (self.clock)();
@@ -617,7 +912,7 @@ impl Runner {
             };
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(5))) => {}
-                Some(op) = ops.recv() => self.operator(op)?,
+                Some(request) = ops.recv() => self.take_request(request)?,
                 _ = shutdown.changed() => {}
                 Some(inputs) = self.answers_rx.recv() => {
                     // Put it back in front: the tick stores and handles it.
