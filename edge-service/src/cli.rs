@@ -30,6 +30,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the sync beside Adobe Commerce: poll the POS and Commerce, commit stock and orders,
+    /// serve the API and dashboard, until Ctrl-C.
+    Serve {
+        /// The TOML configuration (`TILLBRIDGE_*` environment variables override it; see
+        /// docs/configuration.md).
+        #[arg(long, short, default_value = "tillbridge.toml")]
+        config: PathBuf,
+    },
     /// Check the core against Magento's own test vectors.
     Conformance {
         #[command(subcommand)]
@@ -160,6 +168,10 @@ pub enum CliError {
     Output(#[from] io::Error),
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("serve: {0}")]
+    Serve(String),
     #[error("conformance msi: {0}")]
     Msi(String),
 }
@@ -167,6 +179,7 @@ pub enum CliError {
 /// Run a parsed command line, writing the report to `out` and timings to `err`.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status, CliError> {
     match &cli.command {
+        Command::Serve { config } => serve(config, out),
         Command::Conformance {
             suite: Suite::Tax { dir, release },
         } => conformance_tax(dir, RunOptions { release: *release }, out, err),
@@ -273,4 +286,40 @@ pub fn conformance_tax(
     out.flush()?;
     writeln!(err, "{}", summary.timing_line())?;
     Ok(Status::from_all_passed(summary.all_passed()))
+}
+
+/// `tillbridge serve`: load the configuration, start the runner and the API, run until Ctrl-C.
+fn serve(config: &std::path::Path, out: &mut dyn Write) -> Result<Status, CliError> {
+    let settings = crate::config::Settings::load(config)?;
+    let listener = std::net::TcpListener::bind(&settings.service.listen).map_err(|e| {
+        CliError::Serve(format!(
+            "service.listen: cannot listen on {}: {e}",
+            settings.service.listen
+        ))
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let database = crate::store::sql::describe_url(&settings.service.database);
+    runtime.block_on(async {
+        let service =
+            crate::runner::service::start(settings, crate::runner::system_clock(), listener)
+                .await
+                .map_err(|e| CliError::Serve(e.to_string()))?;
+        writeln!(out, "tillbridge serve: configuration {}", config.display())?;
+        writeln!(out, "  database   {database}")?;
+        writeln!(
+            out,
+            "  dashboard  {}/  (API under /api, Prometheus at /metrics; bearer token: service.api_token)",
+            service.url()
+        )?;
+        writeln!(out, "  stop with Ctrl-C (the engine's state is saved on the way out)")?;
+        out.flush()?;
+        service
+            .run_until_interrupted()
+            .await
+            .map_err(|e| CliError::Serve(e.to_string()))?;
+        writeln!(out, "tillbridge serve: stopped cleanly")?;
+        Ok(Status::Passed)
+    })
 }

@@ -49,7 +49,7 @@ pub struct Catalog {
     /// Catalog objects that could not be read.
     pub malformed: usize,
     /// Active POS locations no `[[stores]]` entry maps (read with the catalog).
-    pub location_problems: Vec<String>,
+    pub location_problems: Vec<MappingProblem>,
     /// When it was read (`None`: never).
     pub loaded_at: Option<Timestamp>,
 }
@@ -77,6 +77,11 @@ impl Catalog {
 
     pub fn variation(&self, sku: &Sku) -> Option<&PosVariationId> {
         self.by_sku.get(&sku.as_str().to_lowercase())
+    }
+
+    /// Every mapped variation with its SKU.
+    pub fn items(&self) -> impl Iterator<Item = (&PosVariationId, &Sku)> {
+        self.by_variation.iter()
     }
 
     pub fn len(&self) -> usize {

@@ -13,6 +13,7 @@
 
 mod convert;
 mod exec;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,8 @@ pub struct RunnerView {
     pub last_error: Option<String>,
     /// POS records read but not usable (mapping, malformed); each is stored with the reason.
     pub rejected_pos_records: u64,
+    /// The Commerce budget's source-items rate now.
+    pub items_per_second: u32,
     /// Per POS: how many variations the catalog maps to a SKU, and what it left out.
     pub catalogs: BTreeMap<String, CatalogView>,
 }
@@ -501,11 +504,19 @@ impl Runner {
                         .sources
                         .contains_key(&(pos_id.to_owned(), l.id.as_str().to_owned()))
                     {
-                        location_problems.push(format!(
-                            "POS location {} ({}) is active but not mapped to a Commerce source: its stock is not synced; add a [[stores]] entry for it",
-                            l.id,
-                            l.name
-                        ));
+                        let kind = tillbridge_core::mapping::MappingProblemKind::UnmappedLocation;
+                        location_problems.push(tillbridge_core::mapping::MappingProblem {
+                            kind,
+                            severity: kind.severity(),
+                            subject: tillbridge_core::mapping::ProblemSubject {
+                                pos_locations: vec![l.id.clone()],
+                                ..Default::default()
+                            },
+                            message: format!(
+                                "POS location {} ({}) is active but not mapped to a Commerce source: its stock is not synced; add a [[stores]] entry for it",
+                                l.id, l.name
+                            ),
+                        });
                     }
                 }
             }
@@ -528,8 +539,8 @@ impl Runner {
                             problems: catalog
                                 .location_problems
                                 .iter()
-                                .cloned()
-                                .chain(catalog.problems.iter().map(|p| p.message.clone()))
+                                .chain(catalog.problems.iter())
+                                .map(|p| p.message.clone())
                                 .collect(),
                             loaded_at: catalog.loaded_at,
                         },
@@ -595,6 +606,7 @@ impl Runner {
             v.commands_in_flight = self.engine.commands_in_flight();
             v.open_exceptions = self.engine.exceptions().count();
             v.requests_per_second = self.engine.budget().requests.rate_per_second();
+            v.items_per_second = self.engine.budget().items.rate_per_second();
             v.last_tick = Some(now);
         }
     }
@@ -995,14 +1007,31 @@ fn with_record(input: Input, record: &str) -> Input {
     }
 }
 
+/// What a runner is built from.
+#[allow(missing_debug_implementations)] // trait objects and a client
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub commerce: CommerceClient,
+    pub pos: BTreeMap<String, Arc<dyn PosConnector>>,
+    /// The Square connectors that receive webhooks (for the API's `/webhooks/{id}`).
+    pub square_webhooks: Vec<(String, Arc<crate::pos::square::SquareConnector>)>,
+}
+
+/// Build the runner from settings (see [`parts`]).
+pub fn assemble(settings: Settings, clock: Clock) -> Result<Runner, RunnerError> {
+    let p = parts(&settings)?;
+    Runner::new(settings, p.store, p.commerce, p.pos, clock)
+}
+
 /// Build the runner's parts from settings: the store (SQLite file or PostgreSQL URL), the
 /// Commerce client (bearer or admin credentials; pacing is the engine's budget, so the client's
 /// own bucket only guards against bursts), and the POS connectors.
-pub fn assemble(settings: Settings, clock: Clock) -> Result<Runner, RunnerError> {
+pub fn parts(settings: &Settings) -> Result<Parts, RunnerError> {
     use crate::commerce::{Budget, BudgetConfig, ClientConfig, Credentials};
     let store: Arc<dyn Store> = Arc::new(crate::store::sql::SqlStore::open(
         &settings.service.database,
     )?);
+    let mut square_webhooks = Vec::new();
     let credentials = match (
         &settings.commerce.token,
         &settings.commerce.admin_username,
@@ -1058,9 +1087,15 @@ pub fn assemble(settings: Settings, clock: Clock) -> Result<Runner, RunnerError>
                     .filter(|s| &s.pos == id)
                     .filter_map(|s| tillbridge_core::pos::PosLocationId::parse(&s.location).ok())
                     .collect();
-                let connector = crate::pos::square::SquareConnector::new(cfg)
-                    .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?;
-                pos.insert(id.clone(), Arc::new(connector));
+                let has_webhook = cfg.webhook.is_some();
+                let connector = Arc::new(
+                    crate::pos::square::SquareConnector::new(cfg)
+                        .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?,
+                );
+                if has_webhook {
+                    square_webhooks.push((id.clone(), connector.clone()));
+                }
+                pos.insert(id.clone(), connector);
             }
             crate::config::PosSettings::FileDrop { id, .. } => {
                 return Err(RunnerError::Config(format!(
@@ -1069,5 +1104,10 @@ pub fn assemble(settings: Settings, clock: Clock) -> Result<Runner, RunnerError>
             }
         }
     }
-    Runner::new(settings, store, commerce, pos, clock)
+    Ok(Parts {
+        store,
+        commerce,
+        pos,
+        square_webhooks,
+    })
 }

@@ -147,6 +147,11 @@ fn parse_url(url: &str) -> Result<Target, StoreError> {
     Ok(Target::Sqlite(PathBuf::from(path)))
 }
 
+/// The database setting as it may be printed: a file path as it is, a URL without its password.
+pub fn describe_url(url: &str) -> String {
+    redact(url)
+}
+
 /// A URL without the password between `:` and `@` of its authority.
 fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
