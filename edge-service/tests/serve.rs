@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const API_TOKEN: &str = "serve-test-api-token-7f3a9c";
@@ -114,10 +115,13 @@ where
     panic!("gave up waiting for: {what}");
 }
 
-fn as_f64(v: &Value) -> f64 {
-    v.as_f64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(f64::NAN)
+/// A quantity as the emulator writes it (a JSON number or string), exactly.
+fn qty(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
 }
 
 #[actix_web::test]
@@ -213,7 +217,7 @@ fulfils = true
 
     // The first snapshot reaches Commerce; an in-store sale follows it.
     wait_for("the till's 6 reach Commerce", || async {
-        as_f64(&commerce_qty(&http, &commerce, "MUG", "york").await) == 6.0
+        qty(&commerce_qty(&http, &commerce, "MUG", "york").await) == Some(Decimal::from(6))
     })
     .await;
     post(
@@ -223,7 +227,7 @@ fulfils = true
     )
     .await;
     wait_for("the sale reaches Commerce", || async {
-        as_f64(&commerce_qty(&http, &commerce, "MUG", "york").await) == 4.0
+        qty(&commerce_qty(&http, &commerce, "MUG", "york").await) == Some(Decimal::from(4))
     })
     .await;
 
@@ -322,7 +326,7 @@ fulfils = true
     )
     .await;
     wait_for("the sale after the restart reaches Commerce", || async {
-        as_f64(&commerce_qty(&http, &commerce, "MUG", "york").await) == 3.0
+        qty(&commerce_qty(&http, &commerce, "MUG", "york").await) == Some(Decimal::from(3))
     })
     .await;
     let (status, stderr2) = interrupt(child);
