@@ -73,6 +73,14 @@ pub struct ServiceSettings {
     /// How often the engine's state is snapshotted (restart = snapshot + replay).
     #[serde(default = "default_snapshot_ms")]
     pub snapshot_interval_ms: u64,
+    /// This replica's name in the engine lease (default: host name and process id). Replicas
+    /// sharing one PostgreSQL database take turns: one runs the engine, the others serve the
+    /// API and take over when its lease lapses.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// How long the engine lease lasts without renewal (renewed every third of it).
+    #[serde(default = "default_lease_ms")]
+    pub lease_ttl_ms: u64,
 }
 
 fn default_listen() -> String {
@@ -89,6 +97,9 @@ fn default_fulfilment_poll_ms() -> u64 {
 }
 fn default_snapshot_ms() -> u64 {
     60_000
+}
+fn default_lease_ms() -> u64 {
+    15_000
 }
 
 /// Adobe Commerce.
@@ -528,5 +539,34 @@ fulfils = true
         )
         .unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_example_reads_and_env_overrides_reach_arrays() {
+        let text = include_str!("../../docs/tillbridge.example.toml");
+        let s = Settings::from_toml(
+            text,
+            "docs/tillbridge.example.toml",
+            vec![
+                (
+                    "TILLBRIDGE_POS__0__TOKEN".to_owned(),
+                    "from-env-secret".to_owned(),
+                ),
+                (
+                    "TILLBRIDGE_SERVICE__DATABASE".to_owned(),
+                    "postgres://u:p@db/tb".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.stores.len(), 2);
+        assert_eq!(s.warehouses.len(), 1);
+        assert_eq!(s.commerce.website_stocks["base"], 2);
+        assert_eq!(s.service.database, "postgres://u:p@db/tb");
+        match &s.pos[0] {
+            PosSettings::Square { token, .. } => assert_eq!(token.expose(), "from-env-secret"),
+            PosSettings::FileDrop { .. } => panic!("the example's POS is Square"),
+        }
+        assert!(!s.redacted().to_string().contains("from-env-secret"));
     }
 }

@@ -172,6 +172,8 @@ on_both_backends!(
     engine_outputs_persist_end_to_end,
     concurrent_stores_of_one_sender_id_make_one_row,
     concurrent_commands_with_one_key_make_one_row,
+    a_lease_has_one_holder_until_it_expires_or_is_released,
+    replicas_racing_for_an_expired_lease_elect_one,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1538,5 +1540,86 @@ fn postgres_store_masks_its_password_in_debug_output() {
     if url.password().is_some() {
         url.set_password(Some("***")).unwrap();
         assert!(shown.contains(url.as_str()), "{shown}");
+    }
+}
+
+fn a_lease_has_one_holder_until_it_expires_or_is_released(db: &Db) {
+    let (a, b) = (db.open(), db.open());
+    assert!(
+        a.acquire_lease("engine", "replica-a", ts(1_000), 10_000)
+            .unwrap()
+    );
+    // Held: another replica cannot take it; the holder renews it.
+    assert!(
+        !b.acquire_lease("engine", "replica-b", ts(5_000), 10_000)
+            .unwrap()
+    );
+    assert!(
+        a.acquire_lease("engine", "replica-a", ts(9_000), 10_000)
+            .unwrap()
+    );
+    // Renewed until 19 000: still held at 15 000, free after.
+    assert!(
+        !b.acquire_lease("engine", "replica-b", ts(15_000), 10_000)
+            .unwrap()
+    );
+    assert!(
+        b.acquire_lease("engine", "replica-b", ts(19_001), 10_000)
+            .unwrap()
+    );
+    // The old holder finds out it lost it.
+    assert!(
+        !a.acquire_lease("engine", "replica-a", ts(19_002), 10_000)
+            .unwrap()
+    );
+    // Released: taken at once. Releasing someone else's lease does nothing.
+    a.release_lease("engine", "replica-b-not").unwrap();
+    assert!(
+        !a.acquire_lease("engine", "replica-a", ts(19_003), 10_000)
+            .unwrap()
+    );
+    b.release_lease("engine", "replica-b").unwrap();
+    assert!(
+        a.acquire_lease("engine", "replica-a", ts(19_004), 10_000)
+            .unwrap()
+    );
+    // Leases are independent by name.
+    assert!(
+        b.acquire_lease("other", "replica-b", ts(19_005), 10_000)
+            .unwrap()
+    );
+}
+
+fn replicas_racing_for_an_expired_lease_elect_one(db: &Db) {
+    let stores: Vec<SqlStore> = (0..4).map(|_| db.open()).collect();
+    assert!(
+        stores[0]
+            .acquire_lease("engine", "old", ts(0), 1_000)
+            .unwrap()
+    );
+    for round in 0..10_i64 {
+        let now = ts(2_000 + round * 100_000);
+        let barrier = Barrier::new(stores.len());
+        let winners: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = stores
+                .iter()
+                .enumerate()
+                .map(|(i, store)| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        store
+                            .acquire_lease("engine", &format!("r{round}-{i}"), now, 50_000)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            winners.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {winners:?}"
+        );
     }
 }

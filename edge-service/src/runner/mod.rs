@@ -11,8 +11,8 @@
 //! resends the commands that were in flight (`Engine::resume`; their idempotency keys make
 //! that safe).
 
-mod convert;
-mod exec;
+pub(crate) mod convert;
+pub(crate) mod exec;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -93,6 +93,10 @@ pub struct RunnerView {
     pub rejected_pos_records: u64,
     /// The Commerce budget's source-items rate now.
     pub items_per_second: u32,
+    /// `active` (this replica runs the engine) or `standby`; empty before the first round.
+    pub role: String,
+    /// This replica's name in the engine lease.
+    pub replica: String,
     /// Per POS: how many variations the catalog maps to a SKU, and what it left out.
     pub catalogs: BTreeMap<String, CatalogView>,
 }
@@ -224,46 +228,7 @@ impl Runner {
         clock: Clock,
     ) -> Result<Self, RunnerError> {
         let now = clock();
-        let cfg = engine_config(&settings);
-        let (mut engine, mut last) = match store.snapshot()? {
-            Some((json, last)) => {
-                let mut e: Engine = serde_json::from_str(&json)
-                    .map_err(|e| RunnerError::Snapshot(e.to_string()))?;
-                // Configuration may have changed since the snapshot: the new one applies.
-                e.reconfigure(cfg.clone());
-                (e, last)
-            }
-            None => (Engine::new(cfg, now), RecordId(0)),
-        };
-        // Ids issued after the snapshot are taken (the replay below decides again): new ones
-        // start above everything stored.
-        let max_command = store
-            .commands(None, 1, 0)?
-            .items
-            .first()
-            .map_or(0, |c| c.command_id);
-        let max_exception = store
-            .exceptions(false, 1, 0)?
-            .items
-            .iter()
-            .map(|e| e.entry.id)
-            .max()
-            .unwrap_or(0);
-        engine.ids_above(max_command.max(max_exception));
-        // Replay what came after the snapshot.
-        loop {
-            let rows = store.records_after(last, 500)?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in rows {
-                last = row.id;
-                if let Ok(input) = serde_json::from_value::<Input>(row.payload.clone()) {
-                    engine.handle(with_record(input, &row.id.to_string()), row.received_at);
-                }
-            }
-        }
-        engine.resume(now);
+        let (engine, last) = restore(store.as_ref(), &settings, now)?;
         let sources = settings
             .stores
             .iter()
@@ -901,11 +866,57 @@ impl Runner {
         mut ops: mpsc::Receiver<OperatorRequest>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
+        let replica = self
+            .settings
+            .service
+            .replica
+            .clone()
+            .unwrap_or_else(default_replica);
+        let ttl = i64::try_from(self.settings.service.lease_ttl_ms.max(300)).unwrap_or(15_000);
+        let mut active = false;
+        let mut renew_at = 0_i64;
         loop {
             if *shutdown.borrow() {
-                let now = (self.clock)();
-                self.snapshot(now)?;
+                if active {
+                    let now = (self.clock)();
+                    self.snapshot(now)?;
+                    self.store.release_lease(ENGINE_LEASE, &replica)?;
+                }
                 return Ok(());
+            }
+            let now = (self.clock)();
+            if now.as_millis() >= renew_at {
+                let held = self.store.acquire_lease(ENGINE_LEASE, &replica, now, ttl)?;
+                renew_at = now.as_millis() + ttl / 3;
+                if held && !active {
+                    // Another replica may have acted since this one last did: start from what
+                    // the store holds, not from memory.
+                    self.reload(now)?;
+                }
+                active = held;
+                if let Ok(mut v) = self.view.lock() {
+                    v.role = if active { "active" } else { "standby" }.to_owned();
+                    v.replica.clone_from(&replica);
+                }
+            }
+            if !active {
+                // Standby: answer the API, keep storing what in-flight commands of an earlier
+                // turn bring back, and try for the lease again soon.
+                while let Ok(request) = ops.try_recv() {
+                    refuse_standby(request, &replica);
+                }
+                while let Ok(inputs) = self.answers_rx.try_recv() {
+                    self.store_answers(inputs, now)?;
+                }
+                if let Ok(mut v) = self.view.lock() {
+                    v.last_tick = Some(now);
+                }
+                let wait = (renew_at - now.as_millis()).clamp(5, 1_000);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(5))) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
             while let Ok(request) = ops.try_recv() {
                 self.take_request(request)?;
@@ -916,7 +927,10 @@ impl Runner {
                 .engine
                 .next_wakeup(now)
                 .map_or(i64::MAX, |t| t.as_millis());
-            let next = wake.min(self.next_poll).min(self.next_fulfilment_poll);
+            let next = wake
+                .min(self.next_poll)
+                .min(self.next_fulfilment_poll)
+                .min(renew_at);
             let wait = if busy {
                 5
             } else {
@@ -933,6 +947,120 @@ impl Runner {
             }
         }
     }
+
+    /// Rebuild the engine and the followed fulfilments from the store (taking over the lease).
+    fn reload(&mut self, now: Timestamp) -> Result<(), RunnerError> {
+        let (engine, last) = restore(self.store.as_ref(), &self.settings, now)?;
+        self.engine = engine;
+        self.last_record = last;
+        let saved = self.store.cursor(FOLLOWED_KEY)?.unwrap_or_default();
+        let followed: BTreeMap<String, Followed> = if saved.is_empty() {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(&saved)
+                .map_err(|e| RunnerError::Snapshot(format!("followed fulfilments: {e}")))?
+        };
+        if let Ok(mut f) = self.followed.lock() {
+            *f = followed;
+        }
+        self.followed_saved = saved;
+        self.next_poll = 0;
+        self.next_fulfilment_poll = 0;
+        Ok(())
+    }
+
+    /// Store command answers as records without handing them to the engine (a standby's).
+    fn store_answers(&mut self, inputs: Vec<Input>, now: Timestamp) -> Result<(), RunnerError> {
+        for input in inputs {
+            let record = NewRecord {
+                kind: RecordKind::CommandResult,
+                origin: "runner".to_owned(),
+                external_id: Some(format!(
+                    "{}:{}",
+                    input_command(&input).unwrap_or(0),
+                    now.as_millis()
+                )),
+                payload: serde_json::to_value(&input).unwrap_or_default(),
+                received_at: now,
+            };
+            self.store.insert_record(&record)?;
+        }
+        Ok(())
+    }
+}
+
+/// The lease the active replica holds.
+const ENGINE_LEASE: &str = "engine";
+
+/// `host:pid`, unique enough among replicas.
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "replica".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+fn refuse_standby(request: OperatorRequest, replica: &str) {
+    if let Some(tx) = request.reply {
+        let _ = tx.send(Err(OperatorRefusal::Unavailable {
+            message: format!(
+                "replica {replica} is on standby (another replica runs the engine); ask the active one"
+            ),
+        }));
+    }
+}
+
+/// The engine as the store has it: the newest snapshot, the records stored after it replayed,
+/// ids above everything stored, and the commands that were in flight sent again.
+fn restore(
+    store: &dyn Store,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<(Engine, RecordId), RunnerError> {
+    let cfg = engine_config(settings);
+    let (mut engine, mut last) = match store.snapshot()? {
+        Some((json, last)) => {
+            let mut e: Engine =
+                serde_json::from_str(&json).map_err(|e| RunnerError::Snapshot(e.to_string()))?;
+            // Configuration may have changed since the snapshot: the new one applies.
+            e.reconfigure(cfg.clone());
+            (e, last)
+        }
+        None => (Engine::new(cfg, now), RecordId(0)),
+    };
+    // Ids issued after the snapshot are taken (the replay below decides again): new ones
+    // start above everything stored.
+    let max_command = store
+        .commands(None, 1, 0)?
+        .items
+        .first()
+        .map_or(0, |c| c.command_id);
+    let max_exception = store
+        .exceptions(false, 1, 0)?
+        .items
+        .iter()
+        .map(|e| e.entry.id)
+        .max()
+        .unwrap_or(0);
+    engine.ids_above(max_command.max(max_exception));
+    // Replay what came after the snapshot.
+    loop {
+        let rows = store.records_after(last, 500)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            last = row.id;
+            if let Ok(input) = serde_json::from_value::<Input>(row.payload.clone()) {
+                engine.handle(with_record(input, &row.id.to_string()), row.received_at);
+            }
+        }
+    }
+    engine.resume(now);
+    Ok((engine, last))
 }
 
 fn feed_name(pos: &str, feed: &str) -> String {

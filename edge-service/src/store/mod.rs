@@ -313,6 +313,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Counts for `/metrics` and readiness: records by kind and state, commands by state, open
     /// exceptions by reason.
     fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Take or renew the lease `name` for `holder` until `now + ttl_ms`. True when `holder`
+    /// holds it afterwards: it was free, had expired, or was already `holder`'s. Replicas
+    /// sharing one PostgreSQL database use it so exactly one runs the engine at a time.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Give the lease up (a clean stop), so a standby takes over at once.
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }
 
 /// Aggregate counts.

@@ -113,3 +113,11 @@ diesel::table! {
 
 diesel::joinable!(exception_records -> exceptions (exception_id));
 diesel::allow_tables_to_appear_in_same_query!(exceptions, exception_records);
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}

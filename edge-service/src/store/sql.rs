@@ -427,6 +427,23 @@ impl Store for SqlStore {
         ))
     }
 
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (now, until) = (now.as_millis(), now.as_millis().saturating_add(ttl_ms));
+        with_conn!(self, write, |c, ops| ops::acquire_lease(
+            c, name, holder, now, until
+        ))
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        with_conn!(self, write, |c, ops| ops::release_lease(c, name, holder))
+    }
+
     fn latencies(&self, since: Timestamp) -> Result<Vec<i64>, StoreError> {
         with_conn!(self, read, |c, ops| ops::latencies(c, since.as_millis()))
     }

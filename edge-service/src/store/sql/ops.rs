@@ -15,8 +15,8 @@ use super::{Conn, MIGRATIONS};
 use crate::pos::{PosBatch, StoreOutcome, StoredBatch};
 use crate::store::pos_records::PosRecord;
 use crate::store::schema::{
-    command_events, commands, cursors, exception_records, exceptions, latencies, pos_batches,
-    record_events, records, snapshots,
+    command_events, commands, cursors, exception_records, exceptions, latencies, leases,
+    pos_batches, record_events, records, snapshots,
 };
 use crate::store::sql::{
     BatchInsert, CommandInsert, CommandSql, CursorInsert, ExceptionSql, RecordEventInsert,
@@ -774,4 +774,48 @@ pub(crate) fn batches(
             })
         })
         .collect()
+}
+
+/// Take `name` for `holder` until `until` when it is free, expired at `now`, or already the
+/// holder's (a renewal); true when the holder has it afterwards. The update is conditional, so
+/// of two replicas racing for an expired lease only one matches the row (PostgreSQL re-checks
+/// the condition after the first one's commit; SQLite writers are serialised).
+pub(crate) fn acquire_lease(
+    c: &mut Conn,
+    name: &str,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, StoreError> {
+    let inserted = diesel::insert_into(leases::table)
+        .values((
+            leases::name.eq(name),
+            leases::holder.eq(holder),
+            leases::expires_at.eq(until),
+        ))
+        .on_conflict(leases::name)
+        .do_nothing()
+        .execute(c)?;
+    if inserted == 1 {
+        return Ok(true);
+    }
+    let updated = diesel::update(
+        leases::table
+            .filter(leases::name.eq(name))
+            .filter(leases::holder.eq(holder).or(leases::expires_at.lt(now))),
+    )
+    .set((leases::holder.eq(holder), leases::expires_at.eq(until)))
+    .execute(c)?;
+    Ok(updated == 1)
+}
+
+/// Give `name` up if `holder` has it.
+pub(crate) fn release_lease(c: &mut Conn, name: &str, holder: &str) -> Result<(), StoreError> {
+    diesel::delete(
+        leases::table
+            .filter(leases::name.eq(name))
+            .filter(leases::holder.eq(holder)),
+    )
+    .execute(c)?;
+    Ok(())
 }
