@@ -426,6 +426,66 @@ impl Sim {
         }
     }
 
+    /// The payment is captured in Commerce (an invoice for everything not invoiced yet).
+    pub fn invoice(&mut self, increment: &str) {
+        self.note(format!("INVOICE {increment}"));
+        let id = self
+            .commerce
+            .order_by_increment_id(increment)
+            .map(|o| o.entity_id.0)
+            .unwrap_or_else(|| panic!("no order {increment}"));
+        let (status, b) = self.rest(
+            "POST",
+            &format!("/V1/order/{id}/invoice"),
+            Some(json!({"capture": true})),
+        );
+        assert_eq!(status, 200, "invoice {increment}: {b}");
+        self.poll_order(increment);
+    }
+
+    /// The back office refunds order lines in Commerce (a credit memo through REST), with or
+    /// without "return to stock"; the till is not involved.
+    pub fn commerce_refund(
+        &mut self,
+        increment: &str,
+        lines: &[(&str, i64)],
+        return_to_stock: bool,
+    ) {
+        self.note(format!(
+            "COMMERCE REFUND {increment} {lines:?} return_to_stock={return_to_stock}"
+        ));
+        let order = self
+            .commerce
+            .order_by_increment_id(increment)
+            .cloned()
+            .unwrap_or_else(|| panic!("no order {increment}"));
+        let item = |s: &str| {
+            order
+                .items
+                .iter()
+                .find(|i| i.sku == s)
+                .map(|i| i.item_id)
+                .unwrap_or_else(|| panic!("no {s} on {increment}"))
+        };
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(s, q)| json!({"order_item_id": item(s), "qty": q}))
+            .collect();
+        let back: Vec<u64> = if return_to_stock {
+            lines.iter().map(|(s, _)| item(s)).collect()
+        } else {
+            Vec::new()
+        };
+        let body = json!({"items": items, "arguments": {"extension_attributes": {"return_to_stock_items": back}}});
+        let (status, b) = self.rest(
+            "POST",
+            &format!("/V1/order/{}/refund", order.entity_id.0),
+            Some(body),
+        );
+        assert_eq!(status, 200, "refund {increment}: {b}");
+        self.poll_order(increment);
+    }
+
     /// The store hands over part of an order (a parcel): the till deducts those units.
     pub fn store_hands_over(&mut self, increment: &str, lines: &[(&str, i64)]) {
         let Some((source, _)) = self.fulfilments.get(increment).cloned() else {

@@ -170,6 +170,51 @@ fn refund_without_return_to_stock_changes_no_quantity() {
 }
 
 #[test]
+fn a_commerce_refund_with_return_to_stock_does_not_add_to_the_till_figure() {
+    for faults in [false, true] {
+        let mut sim = if faults {
+            fault_world(18, 5)
+        } else {
+            world(18, 5)
+        };
+        sim.web_order("100000008", Delivery::Ship, &[("MUG", 2)])
+            .unwrap();
+        sim.run(60_000);
+        sim.store_moves("100000008", Completed, None);
+        sim.run(120_000);
+        sim.assert_consistent("shipped");
+        // The customer brings one back to the York till, which books it on the shelf; the back
+        // office refunds it in Commerce with "return to stock" ticked, which books it back on
+        // York's source as well.
+        sim.pos_sale("MUG", "york", d(-1));
+        sim.run(60_000);
+        sim.commerce_refund("100000008", &[("MUG", 1)], true);
+        sim.run(120_000);
+        sim.assert_consistent("refunded with return to stock");
+        assert_eq!(
+            sim.commerce_qty("MUG", "york"),
+            d(4),
+            "the till's figure, not the till's plus Magento's return"
+        );
+    }
+}
+
+#[test]
+fn a_commerce_refund_of_unshipped_units_does_not_take_them_off_a_till_source() {
+    let mut sim = world(19, 5);
+    sim.web_order("100000009", Delivery::Ship, &[("TEE", 2)])
+        .unwrap();
+    sim.run(60_000);
+    sim.invoice("100000009");
+    // Refunded before the store picked it, nothing back to stock: Magento deducts the units
+    // from the stock's first source, but they are still on York's shelf.
+    sim.commerce_refund("100000009", &[("TEE", 2)], false);
+    sim.run(120_000);
+    sim.assert_consistent("refunded before it shipped");
+    assert_eq!(sim.commerce_qty("TEE", "york"), d(5));
+}
+
+#[test]
 fn partial_shipment_keeps_the_rest_reserved_until_it_ships() {
     let mut sim = world(15, 5);
     sim.web_order("100000005", Delivery::Ship, &[("MUG", 3)])

@@ -246,6 +246,17 @@ fn jitter(id: u64, attempt: u32, span: i64) -> i64 {
     }
 }
 
+/// Units refunded per SKU over an order's lines.
+fn refunded_per_sku(order: &super::orders::WebOrder) -> BTreeMap<Sku, Decimal> {
+    let mut out: BTreeMap<Sku, Decimal> = BTreeMap::new();
+    for l in &order.lines {
+        if l.qty_refunded > Decimal::ZERO {
+            *out.entry(l.sku.clone()).or_default() += l.qty_refunded;
+        }
+    }
+    out
+}
+
 impl Engine {
     pub fn new(cfg: EngineConfig, now: Timestamp) -> Self {
         let budget = Budget::new(cfg.requests, cfg.items, cfg.aimd, now);
@@ -583,6 +594,11 @@ impl Engine {
             RecordState::Received,
             format!("order {id} ({})", order.state),
         );
+        let refunded_before = self
+            .orders
+            .get(&id)
+            .map(|f| refunded_per_sku(&f.order))
+            .unwrap_or_default();
         let is_new = !self.orders.contains_key(&id);
         if is_new {
             self.stats.web_orders += 1;
@@ -602,8 +618,17 @@ impl Engine {
         }
         flow.order = order;
         flow.records.push(record.clone());
+        let refunded: Vec<Sku> = refunded_per_sku(&flow.order)
+            .into_iter()
+            .filter(|(sku, q)| refunded_before.get(sku).is_none_or(|b| q > b))
+            .map(|(sku, _)| sku)
+            .collect();
+        let stock_id = flow.order.stock_id;
         let (canceled, finished) = (flow.order.is_canceled(), flow.order.is_finished());
         let routed = flow.source.is_some() || flow.warehouse || flow.unroutable;
+        if !refunded.is_empty() {
+            self.after_refund(&refunded, stock_id, now);
+        }
         if canceled {
             self.on_commerce_cancel(&id, &record, now);
             // The cancellation released its reservations: check that customers see the stock.
@@ -634,6 +659,31 @@ impl Engine {
             self.route(&id, &record, now);
         } else {
             self.record(&record, RecordState::Settled, "order updated");
+        }
+    }
+
+    /// A credit memo moves source quantities on Commerce's side: with "return to stock" the
+    /// shipped units go back on the source they left; without it, units that never shipped are
+    /// deducted from the stock's sources by priority. On a source a till manages, the till's
+    /// figure is the truth, so what Commerce holds there is unknown now: push the till's figure
+    /// again (absolute, so a refund that moved nothing costs one write).
+    fn after_refund(&mut self, skus: &[Sku], stock_id: u32, now: Timestamp) {
+        let sources: Vec<SourceCode> = self
+            .cfg
+            .routing
+            .sources
+            .iter()
+            .filter(|s| s.pos_managed && s.stock_ids.contains(&stock_id))
+            .map(|s| s.source.clone())
+            .collect();
+        for sku in skus {
+            for source in &sources {
+                let key = StockKey::new(sku.clone(), source.clone());
+                if let Some(e) = self.ledger.get_mut(&key) {
+                    e.forget_commerce();
+                    self.touch(&key, now);
+                }
+            }
         }
     }
 
@@ -1066,10 +1116,7 @@ impl Engine {
             CommandKind::PushSourceItems { .. } => {
                 self.stats.pushes_confirmed += 1;
                 for (key, value, records, since) in keys {
-                    let e = self.entry(&key);
-                    e.commerce = Some(value);
-                    e.sending = None;
-                    e.busy = None;
+                    self.entry(&key).push_confirmed(value);
                     self.backoff.remove(&key);
                     if let Some(since) = since {
                         self.journal.push(Journal::Latency {
@@ -1199,6 +1246,7 @@ impl Engine {
                 // The write may have been applied with its answer lost: what Commerce holds is
                 // unknown until the next confirmed push (absolute, so it converges).
                 e.commerce = None;
+                e.unknown_after_send = false;
                 e.dirty_since = since.or(e.dirty_since);
                 for r in records {
                     if !e.waiting_records.contains(&r) {
@@ -2016,6 +2064,7 @@ impl Engine {
                     e.busy = None;
                     e.sending = None;
                     e.commerce = None;
+                    e.unknown_after_send = false;
                     e.dirty_since = since.or(e.dirty_since);
                     e.waiting_records.extend(records);
                     self.pending.insert(key);

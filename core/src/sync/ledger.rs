@@ -146,6 +146,10 @@ pub struct StockEntry {
     pub sales: SalesWindow,
     /// A permanent refusal from Commerce for this key (cleared by a new POS figure).
     pub refused: Option<String>,
+    /// Commerce changed the source item while a push was on its way (see
+    /// [`StockEntry::forget_commerce`]): that push's confirmation does not make the value known.
+    #[serde(default)]
+    pub unknown_after_send: bool,
 }
 
 /// How a POS figure was taken.
@@ -199,6 +203,28 @@ impl StockEntry {
         });
         self.refused = None;
         ObservationOutcome::Applied
+    }
+
+    /// Commerce changed this source item on its own (a credit memo put units back on the
+    /// source or deducted them from it): what it holds is unknown until the next confirmed
+    /// push, so the till's figure goes out again. A push already on its way may land before
+    /// that change, so its confirmation does not make the value known either.
+    pub fn forget_commerce(&mut self) {
+        self.commerce = None;
+        if self.sending.is_some() {
+            self.unknown_after_send = true;
+        }
+    }
+
+    /// What Commerce holds once the push carrying `value` is confirmed.
+    pub fn push_confirmed(&mut self, value: Decimal) {
+        self.commerce = if std::mem::take(&mut self.unknown_after_send) {
+            None
+        } else {
+            Some(value)
+        };
+        self.sending = None;
+        self.busy = None;
     }
 
     /// Units in flight for an order.
@@ -293,6 +319,30 @@ mod tests {
         assert!(!e.needs_push());
         e.observe(dec!(1), t(2), t(2));
         assert!(e.needs_push());
+    }
+
+    #[test]
+    fn a_value_commerce_changed_on_its_own_is_pushed_again_even_past_a_push_in_flight() {
+        let mut e = StockEntry::default();
+        e.observe(dec!(4), t(1), t(1));
+        e.commerce = Some(dec!(4));
+        assert!(!e.needs_push());
+        // A credit memo returned a unit to the source: Commerce may hold 5 now.
+        e.forget_commerce();
+        assert!(e.needs_push());
+        // The push of 4 is on its way when another credit memo lands.
+        e.sending = Some(dec!(4));
+        e.busy = Some(Busy::Push { command: 7 });
+        assert!(!e.needs_push());
+        e.forget_commerce();
+        // Confirmed, but the memo may have landed after it: still unknown, pushed again.
+        e.push_confirmed(dec!(4));
+        assert_eq!(e.commerce, None);
+        assert!(e.needs_push());
+        e.sending = Some(dec!(4));
+        e.push_confirmed(dec!(4));
+        assert_eq!(e.commerce, Some(dec!(4)));
+        assert!(!e.needs_push());
     }
 
     #[test]
