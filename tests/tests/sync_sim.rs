@@ -265,6 +265,13 @@ fn in_store_sale_of_the_last_unit_while_a_web_order_is_open() {
         .collect();
     assert_eq!(unroutable.len(), 1, "{unroutable:?}");
     assert!(unroutable[0].message.contains("100000006"));
+    // Customer service cancels it, as the exception suggests: nothing is left to act on.
+    sim.commerce_cancel("100000006");
+    sim.run(60_000);
+    sim.assert_consistent("unroutable order cancelled");
+    let open: Vec<_> = sim.engine.exceptions().collect();
+    assert!(open.is_empty(), "{open:?}");
+    assert_eq!(sim.open_web_demand("LAMP"), d(0));
 }
 
 #[test]

@@ -773,6 +773,15 @@ impl Engine {
     }
 
     fn on_commerce_cancel(&mut self, id: &str, record: &str, now: Timestamp) {
+        // Nobody has to route the order or find another store for it any more.
+        for reason in [Reason::Unroutable, Reason::PosRefused] {
+            self.resolve(
+                now,
+                &format!("order {id}"),
+                reason,
+                "the order was cancelled in Commerce",
+            );
+        }
         let Some(flow) = self.orders.get(id) else {
             return;
         };
