@@ -1185,7 +1185,12 @@ impl Inventory {
                         item_id = p.item_id;
                     }
                     let item = order.item(item_id).ok_or_else(entity_not_found)?;
-                    let q = line.qty.unwrap_or_else(|| item.qty_to_ship());
+                    let mut q = line.qty.unwrap_or_else(|| item.qty_to_ship());
+                    // ShipmentFactory::prepareItems: a plain item (neither parent nor child)
+                    // ships at most what is left to ship.
+                    if item.parent_item_id.is_none() && !order.has_children(item) {
+                        q = q.min(item.qty_to_ship());
+                    }
                     lines.push((item_id, q));
                 }
             }

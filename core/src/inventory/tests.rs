@@ -429,6 +429,31 @@ fn a_shipment_may_not_take_a_source_below_zero() {
 }
 
 #[test]
+fn a_shipment_line_ships_at_most_what_is_left_to_ship() {
+    let mut inv = world();
+    let order = place(&mut inv, "101", dec!(3));
+    let two = [DocumentLine {
+        item: ItemRef::Sku("A".to_owned()),
+        qty: Some(dec!(2)),
+    }];
+    inv.ship(order, Some(&two), Some(&code("eu-1")), &now())
+        .unwrap();
+    // Asking for 2 more ships the 1 left: the source loses 3 in all, not 4.
+    inv.ship(order, Some(&two), Some(&code("eu-1")), &now())
+        .unwrap();
+    assert_eq!(
+        inv.source_item(&sku("A"), &code("eu-1")).unwrap().quantity,
+        dec!(7)
+    );
+    assert_eq!(inv.reservations_quantity("A", eu()), dec!(0));
+    // Nothing left: a shipment without products.
+    let err = inv
+        .ship(order, Some(&two), Some(&code("eu-1")), &now())
+        .unwrap_err();
+    assert!(err.rendered().contains("shipment"), "{}", err.rendered());
+}
+
+#[test]
 fn cancel_compensates_only_what_was_neither_shipped_nor_invoiced() {
     let mut inv = world();
     let order = place(&mut inv, "7", dec!(5));
