@@ -215,6 +215,56 @@ fn a_commerce_refund_of_unshipped_units_does_not_take_them_off_a_till_source() {
 }
 
 #[test]
+fn a_cancel_racing_the_hand_over_raises_one_exception_and_follows_the_till() {
+    // Either order of arrival: the hand-over first, or the cancellation first.
+    for cancel_first in [false, true] {
+        let mut sim = world(20, 5);
+        sim.web_order("100000010", Delivery::Ship, &[("MUG", 2)])
+            .unwrap();
+        sim.run(60_000);
+        if cancel_first {
+            sim.commerce_cancel("100000010");
+            sim.store_hands_over("100000010", &[("MUG", 2)]);
+        } else {
+            sim.store_moves("100000010", Completed, None);
+            sim.commerce_cancel("100000010");
+        }
+        sim.run(120_000);
+        let open: Vec<_> = sim
+            .engine
+            .exceptions()
+            .map(|e| (e.reason, e.subject.clone()))
+            .collect();
+        assert_eq!(
+            open,
+            vec![(Reason::CancelAfterHandover, "order 100000010".to_owned())],
+            "cancel first: {cancel_first}"
+        );
+        sim.assert_consistent("cancelled while handed over");
+        assert_eq!(sim.commerce_qty("MUG", "york"), d(3), "the till's figure");
+        assert_eq!(sim.engine.stats().shipments_created, 0);
+    }
+}
+
+#[test]
+fn a_refund_in_full_before_it_ships_withdraws_the_order_from_the_till() {
+    let mut sim = world(21, 4);
+    sim.web_order("100000011", Delivery::Ship, &[("TEE", 2)])
+        .unwrap();
+    sim.run(60_000);
+    sim.store_moves("100000011", Accepted, None);
+    sim.invoice("100000011");
+    sim.commerce_refund("100000011", &[("TEE", 2)], false);
+    sim.run(60_000);
+    assert_eq!(
+        sim.fulfilments["100000011"].1,
+        tillbridge_core::pos::FulfilmentState::Cancelled
+    );
+    sim.assert_consistent("refunded before it shipped");
+    assert!(sim.engine.exceptions().next().is_none());
+}
+
+#[test]
 fn partial_shipment_keeps_the_rest_reserved_until_it_ships() {
     let mut sim = world(15, 5);
     sim.web_order("100000005", Delivery::Ship, &[("MUG", 3)])

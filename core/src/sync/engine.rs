@@ -624,7 +624,7 @@ impl Engine {
             .map(|(sku, _)| sku)
             .collect();
         let stock_id = flow.order.stock_id;
-        let (canceled, finished) = (flow.order.is_canceled(), flow.order.is_finished());
+        let (canceled, finished) = (flow.order.is_withdrawn(), flow.order.is_finished());
         let routed = flow.source.is_some() || flow.warehouse || flow.unroutable;
         if !refunded.is_empty() {
             self.after_refund(&refunded, stock_id, now);
@@ -788,13 +788,12 @@ impl Engine {
         let source = flow.source.clone();
         match (flow.fulfilment, source, flow.cancel_sent) {
             (Some(FulfilmentState::Completed), _, _) => {
-                self.raise(
-                    now,
-                    format!("order {id}"),
-                    Reason::CancelAfterHandover,
-                    format!("Commerce cancelled order {id} after the store handed it over. Recover the goods or refund through a return; stock figures follow the till."),
-                    vec![record.to_owned()],
+                self.record(
+                    record,
+                    RecordState::Stalled,
+                    format!("order {id} cancelled after the store handed it over"),
                 );
+                self.handed_over_after_cancel(id, vec![record.to_owned()], now);
             }
             (state, Some(source), false)
                 if !flow.warehouse && !state.is_some_and(FulfilmentState::is_terminal) =>
@@ -846,6 +845,58 @@ impl Engine {
                 self.entry(&key).drop_in_flight(id, units);
                 self.touch(&key, now);
             }
+        }
+    }
+
+    /// The store handed over an order that Commerce has cancelled (or refunded in full before it
+    /// shipped), whichever Tillbridge heard of first. Commerce will not take a shipment for it
+    /// and has released its reservation, so the goods that left are a till movement like any
+    /// other: nothing stays in flight, Commerce follows the till's figure, and a person recovers
+    /// the goods or settles with the customer. A shipment already sent waits for its answer
+    /// (a refusal comes back here).
+    fn handed_over_after_cancel(&mut self, id: &str, records: Vec<String>, now: Timestamp) {
+        let subject = format!("order {id}");
+        let note = "the till reports the order handed over";
+        let what = if self.orders.get(id).is_some_and(|f| f.order.is_canceled()) {
+            "cancelled"
+        } else {
+            "refunded in full"
+        };
+        self.resolve(now, &subject, Reason::PosRefused, note);
+        self.resolve(now, &subject, Reason::ShipmentFailed, note);
+        self.raise(
+            now,
+            subject,
+            Reason::CancelAfterHandover,
+            format!("Commerce {what} order {id} after the store handed it over. Recover the goods or refund through a return; stock figures follow the till."),
+            records,
+        );
+        let Some(flow) = self.orders.get_mut(id) else {
+            return;
+        };
+        if matches!(
+            flow.shipment,
+            ShipmentState::Pending {
+                command: Some(_),
+                ..
+            }
+        ) {
+            return;
+        }
+        if matches!(flow.shipment, ShipmentState::Pending { .. }) {
+            flow.shipment = ShipmentState::None;
+        }
+        flow.handovers.clear();
+        let keys: Vec<StockKey> = self
+            .ledger
+            .iter()
+            .filter(|(_, e)| e.in_flight_for(id) > Decimal::ZERO)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let units = self.entry(&key).in_flight_for(id);
+            self.entry(&key).drop_in_flight(id, units);
+            self.touch(&key, now);
         }
     }
 
@@ -977,11 +1028,21 @@ impl Engine {
                     });
                     self.touch(&key, now);
                 }
-                self.record(
-                    &record,
-                    RecordState::Planned,
-                    format!("create the Commerce shipment from {source}"),
-                );
+                let withdrawn = self.orders.get(&id).is_some_and(|f| f.order.is_withdrawn());
+                if withdrawn {
+                    self.record(
+                        &record,
+                        RecordState::Stalled,
+                        format!("handed over at {source} after Commerce cancelled the order"),
+                    );
+                    self.handed_over_after_cancel(&id, vec![record.clone()], now);
+                } else {
+                    self.record(
+                        &record,
+                        RecordState::Planned,
+                        format!("create the Commerce shipment from {source}"),
+                    );
+                }
             }
             FulfilmentState::Rejected | FulfilmentState::Cancelled | FulfilmentState::Failed => {
                 let cancel_sent = flow.cancel_sent;
@@ -990,6 +1051,12 @@ impl Engine {
                         &record,
                         RecordState::Confirmed,
                         "withdrawn after Commerce cancelled",
+                    );
+                    self.resolve(
+                        now,
+                        &format!("order {id}"),
+                        Reason::PosRefused,
+                        "withdrawn at the till",
                     );
                     return;
                 }
@@ -1404,6 +1471,41 @@ impl Engine {
                         );
                         self.pending.insert(key.clone());
                     }
+                }
+            }
+            CommandKind::CreateShipment { order, source, .. }
+                if self
+                    .orders
+                    .get(&order)
+                    .is_some_and(|f| f.order.is_withdrawn()) =>
+            {
+                // Commerce cancelled it while the shipment was on its way.
+                self.release_shipment_keys(&order, &source);
+                if let Some(f) = self.orders.get_mut(&order) {
+                    f.shipment = ShipmentState::None;
+                }
+                let records = self
+                    .orders
+                    .get(&order)
+                    .map(|f| f.records.clone())
+                    .unwrap_or_default();
+                self.handed_over_after_cancel(&order, records, now);
+            }
+            CommandKind::CancelFulfilment { order, source } => {
+                let completed = self.orders.get_mut(&order).is_some_and(|f| {
+                    f.pos_command = None;
+                    f.fulfilment == Some(FulfilmentState::Completed)
+                });
+                // Handed over already: that exception is open. Otherwise the store may still
+                // send goods Commerce will not ship.
+                if !completed {
+                    self.raise(
+                        now,
+                        format!("order {order}"),
+                        Reason::PosRefused,
+                        format!("Commerce cancelled order {order}, but the POS at {source} did not withdraw it ({message}). Withdraw it at the till so the goods are not sent."),
+                        self.orders.get(&order).map(|f| f.records.clone()).unwrap_or_default(),
+                    );
                 }
             }
             CommandKind::CreateShipment { order, source, .. } => {

@@ -64,6 +64,13 @@ impl WebOrder {
         self.state == "canceled"
     }
 
+    /// Commerce will not ship it: cancelled, or closed (refunded in full) before anything
+    /// shipped.
+    pub fn is_withdrawn(&self) -> bool {
+        self.is_canceled()
+            || (self.state == "closed" && self.lines.iter().all(|l| l.qty_shipped.is_zero()))
+    }
+
     pub fn is_finished(&self) -> bool {
         matches!(self.state.as_str(), "complete" | "closed" | "canceled")
     }
