@@ -928,6 +928,7 @@ fn busy_numbers(app: &App) {
         budget_requests_per_second: 6,
         budget_items_per_second: 80,
         push_latency: LatencySummary::from_samples(&[120, 180, 250, 400, 2600]),
+        role: "active".to_owned(),
     };
 }
 
@@ -1033,6 +1034,7 @@ async fn metrics_are_prometheus_text_with_help_type_and_the_values() {
     assert_eq!(v("tillbridge_items_written_total"), "5000");
     assert_eq!(v("tillbridge_drift_units_total"), "3.5");
     assert_eq!(v("tillbridge_pending_pushes"), "17");
+    assert_eq!(v("tillbridge_engine_active"), "1");
     assert_eq!(v("tillbridge_commands_in_flight"), "3");
     assert_eq!(v("tillbridge_budget_requests_per_second"), "6");
     assert_eq!(
@@ -1133,6 +1135,7 @@ async fn summary_has_the_numbers_the_dashboard_shows_first() {
     assert_eq!(sum["records"]["by_state"]["received"], 1);
     assert_eq!(sum["records"]["by_kind"]["pos_stock"], 2);
     assert_eq!(sum["pending_pushes"], 17);
+    assert_eq!(sum["role"], "active");
     assert_eq!(
         sum["push_latency_ms"],
         json!({"count": 5, "p50": 250, "p99": 2600})

@@ -173,24 +173,46 @@ async fn take_turns(database: &str) {
     )
     .await
     .unwrap();
-    wait_for("replica b stands by", || async { b.view().role == "standby" }).await;
+    wait_for("replica b stands by", || async {
+        b.view().role == "standby"
+    })
+    .await;
     assert_eq!(a.view().role, "active", "one active replica");
     let refusal = refused_on_standby(&b).await;
     assert!(
         matches!(&refusal, OperatorRefusal::Unavailable { message } if message.contains("standby")),
         "{refusal:?}"
     );
-    // The standby's API is up and says so.
-    let ready = http
-        .get(format!("{}/ready", b.url()))
+    // The standby's API is up and says what it is.
+    let ready = http.get(format!("{}/ready", b.url())).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let summary: Value = http
+        .get(format!("{}/api/summary", b.url()))
+        .bearer_auth("replica-test-token-0123456789")
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(summary["role"], "standby", "{summary}");
+    let metrics = http
+        .get(format!("{}/metrics", a.url()))
+        .bearer_auth("replica-test-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tillbridge_engine_active 1"), "{metrics}");
 
     // The active replica stops (releasing the lease); the standby takes over from the store.
     a.stop().await.unwrap();
-    wait_for("replica b takes over", || async { b.view().role == "active" }).await;
+    wait_for("replica b takes over", || async {
+        b.view().role == "active"
+    })
+    .await;
     post(
         &http,
         format!("{square}/__emulator/sales"),

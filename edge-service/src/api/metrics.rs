@@ -156,6 +156,12 @@ pub(crate) fn render(
     );
 
     t.one(
+        "tillbridge_engine_active",
+        "gauge",
+        "1 when this replica holds the engine lease and runs the sync, 0 on standby.",
+        u8::from(m.role == "active"),
+    );
+    t.one(
         "tillbridge_pending_pushes",
         "gauge",
         "Stock keys waiting for a push to Commerce.",

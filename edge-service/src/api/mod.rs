@@ -173,6 +173,10 @@ pub struct MetricsSnapshot {
     pub budget_items_per_second: u32,
     /// Push latency over the runner's window.
     pub push_latency: LatencySummary,
+    /// `active` (this replica runs the engine), `standby` (another one does), or empty
+    /// before the runner's first round.
+    #[serde(default)]
+    pub role: String,
 }
 
 /// The POS ↔ Commerce mapping as the runner holds it, with the problems its last check found.

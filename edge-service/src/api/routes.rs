@@ -243,6 +243,7 @@ async fn summary(state: web::Data<ApiState>) -> Answer {
         "open_exceptions": {"total": open_total, "by_reason": reasons},
         "records": {"total": records_total, "by_state": records_by_state, "by_kind": by_kind},
         "commands": {"total": commands_total, "by_state": commands_by_state},
+        "role": m.role,
         "pending_pushes": m.pending_pushes,
         "commands_in_flight": m.commands_in_flight,
         "push_latency_ms": {

@@ -231,6 +231,7 @@ impl MetricsSource for Live {
             budget_requests_per_second: v.requests_per_second,
             budget_items_per_second: v.items_per_second,
             push_latency: LatencySummary::from_samples(&samples),
+            role: v.role,
         }
     }
 

@@ -68,6 +68,7 @@
     var dl = $("summary");
     dl.replaceChildren();
     var by = s.records.by_state;
+    if (s.role) { card(dl, "This replica", s.role, s.role === "active" ? "ok" : ""); }
     card(dl, "Open exceptions", s.open_exceptions.total, s.open_exceptions.total > 0 ? "bad" : "ok");
     card(dl, "Stalled records", by.stalled, by.stalled > 0 ? "bad" : "ok");
     card(dl, "Failed records", by.failed, by.failed > 0 ? "bad" : "ok");
