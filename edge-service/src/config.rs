@@ -101,6 +101,9 @@ fn default_snapshot_ms() -> u64 {
 fn default_lease_ms() -> u64 {
     15_000
 }
+fn default_settle_ms() -> u64 {
+    5_000
+}
 
 /// Adobe Commerce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,9 +171,18 @@ pub enum PosSettings {
         #[serde(default)]
         notification_url: Option<String>,
     },
+    /// A till that writes CSV files into a folder (stock snapshots, stock changes, sales;
+    /// see `pos/filedrop.rs`). The files' `store` column holds the `[[stores]]` `location`
+    /// and their `sku` column the Commerce SKU.
     FileDrop {
         id: String,
         folder: String,
+        /// A file is read once it has not changed for this long (uploads in progress).
+        #[serde(default = "default_settle_ms")]
+        settle_ms: u64,
+        /// Only read `<name>` once `<name>.ok` exists.
+        #[serde(default)]
+        require_ok_marker: bool,
     },
 }
 

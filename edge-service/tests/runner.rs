@@ -550,3 +550,88 @@ async fn unusable_records_are_kept_and_a_cancelled_order_is_withdrawn_after_a_re
     assert!(open.is_empty(), "{open:?}");
     let _ = std::fs::remove_dir_all(&w.dir);
 }
+
+#[actix_web::test]
+async fn a_till_that_drops_files_syncs_through_the_runner() {
+    // Commerce only: the till writes CSV files into a folder.
+    let w = world().await;
+    let drop_dir = w.dir.join("till-files");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    let toml = format!(
+        r#"
+[service]
+api_token = "test-token-0123456789"
+database = "{db}"
+poll_interval_ms = 100
+
+[commerce]
+base_url = "{commerce}"
+token = "commerce-token"
+website_stocks = {{ base = 2 }}
+
+[engine]
+sweep_every_minutes = 0
+
+[[pos]]
+kind = "file_drop"
+id = "backoffice"
+folder = "{folder}"
+settle_ms = 0
+
+[[stores]]
+pos = "backoffice"
+location = "YORK01"
+source = "york"
+name = "York"
+priority = 1
+stocks = [2]
+"#,
+        db = w.dir.join("files.db").display(),
+        commerce = w.commerce,
+        folder = drop_dir.display(),
+    );
+    let settings = Settings::from_toml(&toml, "file-drop.toml", Vec::new()).unwrap();
+    let mut runner = assemble(settings, system_clock()).unwrap();
+    // A snapshot with one good row and one the till got wrong.
+    std::fs::write(
+        drop_dir.join("stock_snapshot_0001.csv"),
+        "store,sku,quantity\nYORK01,MUG,4\nYORK01,TEE,lots\n",
+    )
+    .unwrap();
+    until!(
+        runner,
+        "the file's MUG figure reaches Commerce",
+        commerce_qty(&w, "MUG", "york").await == Decimal::from(4)
+    );
+    // The bad row is stored as failed, naming the file, the row and the column.
+    let store = runner.store_handle();
+    let failed = store
+        .records(&RecordFilter {
+            state: Some(tillbridge_core::sync::RecordState::Failed),
+            limit: 10,
+            ..RecordFilter::default()
+        })
+        .unwrap();
+    assert_eq!(failed.total, 1, "{:?}", failed.items);
+    let detail = &failed.items[0].detail;
+    assert!(detail.contains("stock_snapshot_0001.csv"), "{detail}");
+    assert!(detail.contains("quantity"), "{detail}");
+    // The file was moved aside once stored; a change file follows.
+    assert!(
+        drop_dir
+            .join("processed")
+            .join("stock_snapshot_0001.csv")
+            .exists()
+    );
+    std::fs::write(
+        drop_dir.join("stock_changes_0002.csv"),
+        "store,sku,quantity\nYORK01,MUG,1\n",
+    )
+    .unwrap();
+    until!(
+        runner,
+        "the change reaches Commerce",
+        commerce_qty(&w, "MUG", "york").await == Decimal::from(1)
+    );
+    let _ = std::fs::remove_dir_all(&w.dir);
+}

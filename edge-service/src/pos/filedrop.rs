@@ -221,6 +221,9 @@ pub struct FileDropConfig {
     pub max_file_bytes: u64,
     /// Store codes and item codes the files may use.
     pub mapping: MappingIndex,
+    /// The files' item codes are the Commerce SKUs themselves: any well-formed code is
+    /// accepted and the mapping's item list is not consulted (store codes still are).
+    pub items_are_skus: bool,
 }
 
 impl FileDropConfig {
@@ -245,6 +248,7 @@ impl FileDropConfig {
             settle: Duration::from_secs(5),
             max_file_bytes: 64 * 1024 * 1024,
             mapping,
+            items_are_skus: false,
         }
     }
 }
@@ -1539,7 +1543,7 @@ fn parse_stock_rows(
         });
         let variation = row.req(&c.sku).and_then(|raw| {
             let var = row.id(&c.sku, raw, PosVariationId::parse)?;
-            if config.mapping.sku_for(&var).is_none() {
+            if !config.items_are_skus && config.mapping.sku_for(&var).is_none() {
                 row.error(
                     RecordErrorKind::UnknownSku,
                     &c.sku,
@@ -1649,7 +1653,7 @@ fn parse_sales_row(config: &FileDropConfig, row: &mut Row<'_>) -> Option<SalesRo
     });
     let variation = row.req(&c.sku).and_then(|raw| {
         let var = row.id(&c.sku, raw, PosVariationId::parse)?;
-        if config.mapping.sku_for(&var).is_none() {
+        if !config.items_are_skus && config.mapping.sku_for(&var).is_none() {
             row.error(
                 RecordErrorKind::UnknownSku,
                 &c.sku,

@@ -1225,10 +1225,51 @@ pub fn parts(settings: &Settings) -> Result<Parts, RunnerError> {
                 }
                 pos.insert(id.clone(), connector);
             }
-            crate::config::PosSettings::FileDrop { id, .. } => {
-                return Err(RunnerError::Config(format!(
-                    "pos '{id}': file-drop connectors are not wired into `serve` yet (they run through their own tests); use a Square connector"
-                )));
+            crate::config::PosSettings::FileDrop {
+                id,
+                folder,
+                settle_ms,
+                require_ok_marker,
+            } => {
+                let cid = crate::pos::ConnectorId::parse(id)
+                    .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?;
+                // The files name stores by their `[[stores]]` location code.
+                let mut table = tillbridge_core::mapping::MappingTable::default();
+                for (i, s) in settings
+                    .stores
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| &s.pos == id)
+                {
+                    let bad = |what: &str, e: &dyn std::fmt::Display| {
+                        RunnerError::Config(format!("stores[{i}].{what}: {e}"))
+                    };
+                    table
+                        .locations
+                        .push(tillbridge_core::mapping::LocationMapping {
+                            pos_location: tillbridge_core::pos::PosLocationId::parse(&s.location)
+                                .map_err(|e| bad("location", &e))?,
+                            store: tillbridge_core::pos::StoreCode::parse(&s.location)
+                                .map_err(|e| bad("location", &e))?,
+                            source: SourceCode::parse(&s.source).map_err(|e| bad("source", &e))?,
+                        });
+                }
+                let index = tillbridge_core::mapping::MappingIndex::build(&table).map_err(|p| {
+                    RunnerError::Config(format!(
+                        "pos '{id}': {}",
+                        p.iter()
+                            .map(|p| p.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                })?;
+                let mut cfg = crate::pos::filedrop::FileDropConfig::new(cid, folder, index);
+                cfg.items_are_skus = true;
+                cfg.settle = Duration::from_millis(*settle_ms);
+                cfg.require_ok_marker = *require_ok_marker;
+                let connector = crate::pos::filedrop::FileDropConnector::open(cfg)
+                    .map_err(|e| RunnerError::Config(format!("pos '{id}': {e}")))?;
+                pos.insert(id.clone(), Arc::new(connector));
             }
         }
     }
