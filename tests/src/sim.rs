@@ -101,6 +101,9 @@ pub struct Sim {
     pub fulfilments: BTreeMap<String, (SourceCode, FulfilmentState)>,
     /// Customer comments written to Commerce orders.
     pub comments: Vec<(String, String)>,
+    /// Commerce's source quantity of each shipped (SKU, source) right after each shipment:
+    /// (order, SKU, source, quantity).
+    pub after_shipments: Vec<(String, Sku, SourceCode, Decimal)>,
     pub faults: Faults,
     rng: Rng,
     deliveries: Vec<(i64, u64, Input)>,
@@ -176,6 +179,7 @@ impl Sim {
             pos,
             fulfilments: BTreeMap::new(),
             comments: Vec::new(),
+            after_shipments: Vec::new(),
             faults: Faults::default(),
             rng: Rng::new(seed),
             deliveries: Vec::new(),
@@ -484,6 +488,43 @@ impl Sim {
         );
         assert_eq!(status, 200, "refund {increment}: {b}");
         self.poll_order(increment);
+    }
+
+    /// The till deducts an order's open units and its new figure reaches the engine (and
+    /// Commerce) before the news that the order was handed over, as when the stock feed is
+    /// read more often than fulfilments; then the hand-over arrives.
+    pub fn store_ships_figure_first(&mut self, increment: &str) {
+        let Some((source, _)) = self.fulfilments.get(increment).cloned() else {
+            panic!("no fulfilment for {increment}")
+        };
+        let Some(order) = self.web_order_snapshot(increment) else {
+            panic!("no order {increment}")
+        };
+        self.note(format!("STORE {increment} ships; its figure arrives first"));
+        for l in &order.lines {
+            *self.pos.entry((l.sku.clone(), source.clone())).or_default() -= l.open();
+        }
+        for l in &order.lines {
+            self.observe(&l.sku, &source);
+        }
+        let handed_at = self.now;
+        self.run(60_000);
+        self.fulfilments.insert(
+            increment.to_owned(),
+            (source.clone(), FulfilmentState::Completed),
+        );
+        let record = self.record("fulfilment");
+        self.engine.handle(
+            Input::Fulfilment {
+                record,
+                order: increment.to_owned(),
+                state: FulfilmentState::Completed,
+                at: handed_at,
+                tracking: None,
+                lines: None,
+            },
+            self.now,
+        );
     }
 
     /// The store hands over part of an order (a parcel): the till deducts those units.
@@ -811,6 +852,22 @@ impl Sim {
                 };
                 if st == 200 && !already {
                     self.comments.push((order.clone(), comment.clone()));
+                    let skus: Vec<Sku> = self
+                        .commerce
+                        .order_by_increment_id(order)
+                        .map(|o| {
+                            o.items
+                                .iter()
+                                .filter(|i| items.iter().any(|(id, _)| *id == i.item_id))
+                                .map(|i| sku(&i.sku))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for s in skus {
+                        let q = self.commerce_qty(s.as_str(), source.as_str());
+                        self.after_shipments
+                            .push((order.clone(), s, source.clone(), q));
+                    }
                     // The card payment is captured when the goods leave (authorise at checkout,
                     // capture on dispatch): invoice what was shipped.
                     let body = json!({"capture": true, "items": items.iter().map(|(i, q)| json!({"order_item_id": i, "qty": q.to_string().parse::<f64>().unwrap_or(0.0)})).collect::<Vec<_>>()});

@@ -342,6 +342,28 @@ fn a_push_racing_a_shipment_never_deducts_twice() {
 }
 
 #[test]
+fn a_till_figure_that_arrives_before_the_hand_over_is_not_deducted_twice() {
+    for on_hand in [5, 2] {
+        let mut sim = world(22, on_hand);
+        sim.web_order("100000012", Delivery::Ship, &[("MUG", 2)])
+            .unwrap();
+        sim.run(60_000);
+        // The lower figure is pushed first; the shipment must not deduct from it again (with
+        // 2 on hand, Magento would refuse a shipment from a source at 0).
+        sim.store_ships_figure_first("100000012");
+        sim.run(120_000);
+        sim.assert_consistent("figure first, then the hand-over");
+        let after: Vec<Decimal> = sim.after_shipments.iter().map(|x| x.3).collect();
+        assert_eq!(
+            after,
+            vec![d(on_hand - 2)],
+            "Commerce right after the shipment holds the till's figure"
+        );
+        assert!(sim.engine.exceptions().next().is_none());
+    }
+}
+
+#[test]
 fn random_trading_under_faults_keeps_the_contract() {
     let seeds: u64 = std::env::var("TILLBRIDGE_SIM_SEEDS")
         .ok()

@@ -1973,6 +1973,18 @@ impl Engine {
             {
                 continue; // a push is on its way: ship after it lands
             }
+            // Commerce must hold the till's figure plus the units in flight before the shipment
+            // deducts them. A lower figure pushed before the hand-over was known would otherwise
+            // be deducted twice (and a source at 0 refuses the shipment): push first.
+            let stale: Vec<StockKey> = keys
+                .iter()
+                .filter(|k| self.ledger.get(k).is_some_and(StockEntry::needs_push))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                self.pending.extend(stale);
+                continue;
+            }
             let items: Vec<(u64, Decimal)> = lines
                 .iter()
                 .filter_map(|(sku, units)| {
