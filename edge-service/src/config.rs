@@ -5,7 +5,8 @@
 //! Environment overrides name a path with double underscores:
 //! `TILLBRIDGE_SERVICE__API_TOKEN=…`, `TILLBRIDGE_COMMERCE__BASE_URL=…`,
 //! `TILLBRIDGE_POS__0__TOKEN=…` (list entries by index). Values are read as TOML scalars when
-//! they parse as one (`8`, `true`), else as strings.
+//! they parse as one (`8`, `true`), else as strings. A `TILLBRIDGE_*` variable without a
+//! `__` (such as the test harness's `TILLBRIDGE_CHROMIUM`) is not an override.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -352,16 +353,10 @@ impl Settings {
             let Some(rest) = k.strip_prefix("TILLBRIDGE_") else {
                 continue;
             };
-            if matches!(
-                rest,
-                "SHARED_DIR"
-                    | "SIM_SEED"
-                    | "SIM_SEEDS"
-                    | "FAIL_FAST"
-                    | "SKIP_PG"
-                    | "TEST_PG_URL"
-                    | "SKIP_SETUP"
-            ) {
+            // Every setting lives in a section, so an override always names one
+            // (`SECTION__KEY`). Other `TILLBRIDGE_*` variables (the test harness's
+            // TILLBRIDGE_CHROMIUM, TILLBRIDGE_SHARED_DIR, ...) are not configuration.
+            if !rest.contains("__") {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -501,6 +496,12 @@ fulfils = true
             ),
             ("TILLBRIDGE_POS__0__TOKEN".to_owned(), "rotated".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
+            // Harness variables without a section are not configuration.
+            (
+                "TILLBRIDGE_CHROMIUM".to_owned(),
+                "/usr/bin/chromium".to_owned(),
+            ),
+            ("TILLBRIDGE_SKIP_PG".to_owned(), "1".to_owned()),
         ];
         let s = Settings::from_toml(BASE, "test.toml", env).unwrap();
         assert_eq!(s.service.listen, "0.0.0.0:9999");
