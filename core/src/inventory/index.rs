@@ -50,11 +50,15 @@ impl Inventory {
     /// The `SelectBuilder` row of a simple SKU in stock `stock_id` (≠ 1), or `None` when the SKU
     /// has no item on an enabled linked source.
     pub(crate) fn compute_index_row(&self, stock_id: StockId, key: &SkuKey) -> Option<IndexRow> {
-        let sources: Vec<SourceCode> = self.enabled_source_codes(stock_id);
-        let items: Vec<_> = self
-            .source_items
-            .values()
-            .filter(|r| r.item.sku.key() == *key && sources.contains(&r.item.source_code))
+        let mut sources: Vec<SourceCode> = self.enabled_source_codes(stock_id);
+        sources.sort();
+        sources.dedup();
+        // One lookup per source of the stock (the table is keyed by source and SKU), not a scan
+        // of every source item: a save reindexes its SKUs, and a large catalogue made each
+        // save cost the whole table.
+        let items: Vec<_> = sources
+            .into_iter()
+            .filter_map(|source| self.source_items.get(&(source, key.clone())))
             .collect();
         if items.is_empty() {
             return None;

@@ -478,7 +478,10 @@ fn batch_counts(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
         .map(|t| parse_time(t, "updated_after"))
         .transpose()?;
     let limit = check_limit(req.limit, 1000, 1000)?;
-    let mut rows: Vec<(i64, String, Value)> = s
+    // Sort and page first, render only the page: a walk over a large catalogue reads the same
+    // counts page by page, and rendering every match for every page made each page cost the
+    // whole catalogue.
+    let mut rows: Vec<(i64, String, Result<CountRef<'_>, &Value>)> = s
         .counts
         .iter()
         .filter(|(k, c)| {
@@ -491,7 +494,7 @@ fn batch_counts(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
             (
                 c.calculated_at,
                 format!("{}/{}/{}", k.0, k.1, k.2),
-                State::count_json(k, c),
+                Ok((k, c)),
             )
         })
         .collect();
@@ -504,19 +507,28 @@ fn batch_counts(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
         if (loc.is_empty() || in_filter(&req.location_ids, loc))
             && after.is_none_or(|a| at.is_none_or(|t| t > a))
         {
-            rows.push((at.unwrap_or(i64::MAX), String::new(), raw.clone()));
+            rows.push((at.unwrap_or(i64::MAX), String::new(), Err(raw)));
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     if out_of_order {
         rows.reverse();
     }
-    let all: Vec<Value> = rows.into_iter().map(|r| r.2).collect();
     let hash = body_hash(b);
     let cursor = decode_cursor(req.cursor.as_deref(), hash, s.now())?;
-    let (p, next) = page(&all, cursor, limit, hash);
+    let (p, next) = page(&rows, cursor, limit, hash);
+    let p: Vec<Value> = p
+        .into_iter()
+        .map(|(_, _, r)| match r {
+            Ok((k, c)) => State::count_json(k, c),
+            Err(raw) => raw.clone(),
+        })
+        .collect();
     Ok(with_cursor(json!({ "counts": p }), next))
 }
+
+/// A count as stored: its (variation, location, state) key and value.
+type CountRef<'a> = (&'a (String, String, String), &'a crate::state::Count);
 
 /// BatchRetrieveInventoryChanges: oldest first by `occurred_at`; both time bounds apply to the
 /// server receipt time `created_at` (the spec words them ambiguously; we document the choice).
@@ -1266,7 +1278,7 @@ fn search_orders(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
             range = Some((field.clone(), start, end));
         }
     }
-    let mut hits: Vec<(i64, String, Value)> = Vec::new();
+    let mut hits: Vec<(i64, String, Result<&crate::state::Order, &Value>)> = Vec::new();
     for o in s.orders.values() {
         if o.offline_pending || !req.location_ids.contains(&o.location_id) {
             continue;
@@ -1304,16 +1316,7 @@ fn search_orders(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
             continue;
         }
         let key = order_time(o, &sort_field).unwrap_or(0);
-        let v = if req.return_entries.unwrap_or(false) {
-            let mut e = json!({"order_id": o.id, "location_id": o.location_id});
-            if let (Some(ver), Some(obj)) = (o.version, e.as_object_mut()) {
-                obj.insert("version".into(), json!(ver));
-            }
-            e
-        } else {
-            s.order_json(o)
-        };
-        hits.push((key, o.id.clone(), v));
+        hits.push((key, o.id.clone(), Ok(o)));
     }
     for (loc, raw) in &s.raw_orders {
         if !req.location_ids.contains(loc) {
@@ -1334,7 +1337,7 @@ fn search_orders(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        hits.push((t.unwrap_or(cursor.frozen_now), id, raw.clone()));
+        hits.push((t.unwrap_or(cursor.frozen_now), id, Err(raw)));
     }
     hits.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     if desc {
@@ -1343,8 +1346,22 @@ fn search_orders(s: &State, b: &Value, out_of_order: bool) -> ApiResult<Value> {
     if out_of_order {
         hits.reverse();
     }
-    let all: Vec<Value> = hits.into_iter().map(|h| h.2).collect();
-    let (p, next) = page(&all, cursor, limit, hash);
+    // Render only the page (see `batch_counts`).
+    let (p, next) = page(&hits, cursor, limit, hash);
+    let p: Vec<Value> = p
+        .into_iter()
+        .map(|(_, _, hit)| match hit {
+            Ok(o) if req.return_entries.unwrap_or(false) => {
+                let mut e = json!({"order_id": o.id, "location_id": o.location_id});
+                if let (Some(ver), Some(obj)) = (o.version, e.as_object_mut()) {
+                    obj.insert("version".into(), json!(ver));
+                }
+                e
+            }
+            Ok(o) => s.order_json(o),
+            Err(raw) => raw.clone(),
+        })
+        .collect();
     let key = if req.return_entries.unwrap_or(false) {
         "order_entries"
     } else {
