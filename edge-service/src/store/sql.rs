@@ -108,6 +108,44 @@ struct Inner {
     /// The file path, or the PostgreSQL URL without its password (for messages and logs).
     location: String,
     mapping: RwLock<Option<Arc<MappingIndex>>>,
+    known: Mutex<KnownRecords>,
+}
+
+/// Records this store has seen stored, by (kind, origin, external id) → id. A feed that reads
+/// again what it read before (Square's stock and sales walks re-read the last five minutes on
+/// every poll, a webhook is delivered twice) is answered from memory, not with a write
+/// transaction per record. A stored record never changes its id, so a remembered answer stays
+/// true, on SQLite and with several replicas on PostgreSQL alike. Two generations of at most
+/// [`KNOWN_RECORDS`] keys bound the memory; a key that fell out is answered by the database.
+#[derive(Debug, Default)]
+struct KnownRecords {
+    current: std::collections::HashMap<String, i64>,
+    previous: std::collections::HashMap<String, i64>,
+}
+
+/// Keys per generation of [`KnownRecords`].
+const KNOWN_RECORDS: usize = 100_000;
+
+impl KnownRecords {
+    fn key(r: &NewRecord) -> Option<String> {
+        r.external_id
+            .as_deref()
+            .map(|e| format!("{}\u{1f}{}\u{1f}{e}", r.kind.as_str(), r.origin))
+    }
+
+    fn get(&self, key: &str) -> Option<i64> {
+        self.current
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .copied()
+    }
+
+    fn put(&mut self, key: String, id: i64) {
+        if self.current.len() >= KNOWN_RECORDS {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, id);
+    }
 }
 
 /// The SQL store. Cheap to clone (one shared connection or pool).
@@ -232,6 +270,7 @@ impl SqlStore {
                 backend,
                 location,
                 mapping: RwLock::new(None),
+                known: Mutex::new(KnownRecords::default()),
             }),
         }
     }
@@ -364,7 +403,21 @@ fn wall_clock() -> Timestamp {
 
 impl Store for SqlStore {
     fn insert_record(&self, record: &NewRecord) -> Result<(RecordId, bool), StoreError> {
-        with_conn!(self, write, |c, ops| ops::insert_record(c, record, None))
+        let key = KnownRecords::key(record);
+        if let Some(k) = &key
+            && let Some(id) = self.inner.known.lock().map_err(|_| poisoned())?.get(k)
+        {
+            return Ok((RecordId(id), false));
+        }
+        let (id, new) = with_conn!(self, write, |c, ops| ops::insert_record(c, record, None))?;
+        if let Some(k) = key {
+            self.inner
+                .known
+                .lock()
+                .map_err(|_| poisoned())?
+                .put(k, id.0);
+        }
+        Ok((id, new))
     }
 
     fn apply_journal(&self, entries: &[Journal], now: Timestamp) -> Result<(), StoreError> {
@@ -881,6 +934,66 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_record_read_again_is_answered_from_memory_even_while_another_writer_holds_the_lock() {
+        let dir = std::env::temp_dir().join(format!("tillbridge-known-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("t.db");
+        let url = path.to_str().unwrap().to_owned();
+        let rec = |ext: &str| NewRecord {
+            kind: super::super::RecordKind::PosStock,
+            origin: "square".into(),
+            external_id: Some(ext.into()),
+            payload: serde_json::json!({"on_hand": "3"}),
+            received_at: Timestamp::from_millis(1),
+        };
+        let store = SqlStore::open(&url).unwrap();
+        let (id, new) = store.insert_record(&rec("stock:L1:V1:1")).unwrap();
+        assert!(new);
+        // Another process (a backup, `tillbridge audit`) holds the write lock: the overlap
+        // re-read of a figure already stored needs no write and does not wait for it.
+        let mut other = SqliteConnection::establish(&url).unwrap();
+        other
+            .batch_execute("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE;")
+            .unwrap();
+        assert_eq!(
+            store.insert_record(&rec("stock:L1:V1:1")).unwrap(),
+            (id, false)
+        );
+        other.batch_execute("COMMIT").unwrap();
+        let (id2, new2) = store.insert_record(&rec("stock:L1:V1:2")).unwrap();
+        assert!(new2 && id2 != id);
+        // A fresh process knows nothing in memory: the database answers, with the same id.
+        drop(store);
+        let store = SqlStore::open(&url).unwrap();
+        assert_eq!(
+            store.insert_record(&rec("stock:L1:V1:1")).unwrap(),
+            (id, false)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn known_records_keep_two_generations() {
+        let mut k = KnownRecords::default();
+        for i in 0..KNOWN_RECORDS {
+            k.put(format!("a{i}"), i64::try_from(i).unwrap_or(0));
+        }
+        k.put("b".into(), -1);
+        assert_eq!(
+            k.get("a0"),
+            Some(0),
+            "the previous generation still answers"
+        );
+        assert_eq!(k.get("b"), Some(-1));
+        assert_eq!(k.current.len(), 1);
+        for i in 0..KNOWN_RECORDS {
+            k.put(format!("c{i}"), 0);
+        }
+        assert_eq!(k.get("a0"), None, "two generations back is forgotten");
     }
 
     #[test]
