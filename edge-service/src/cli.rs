@@ -38,13 +38,42 @@ pub enum Command {
         #[arg(long, short, default_value = "tillbridge.toml")]
         config: PathBuf,
     },
+    /// Compare every POS stock level of the mapped stores with Commerce's source items and
+    /// Tillbridge's own view; list every discrepancy with its cause. Exit 0 when every one is
+    /// explained, 1 when any is unexplained (docs/runbooks/ops-audit-and-replay.md).
+    Audit {
+        /// The service's TOML configuration (`TILLBRIDGE_*` environment variables override it).
+        #[arg(long, short, default_value = "tillbridge.toml")]
+        config: PathBuf,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Do not ask Commerce whether each SKU exists as a product (one request per SKU).
+        #[arg(long)]
+        no_product_check: bool,
+    },
+    /// Hand one stored record to the engine again and show what it decides now (a dry run);
+    /// with --execute, act on it through the outbox (idempotent: a repeat does not act twice).
+    Replay {
+        /// The service's TOML configuration (`TILLBRIDGE_*` environment variables override it).
+        #[arg(long, short, default_value = "tillbridge.toml")]
+        config: PathBuf,
+        /// The stored record's id (the dashboard's records, or GET /api/records).
+        record: i64,
+        /// Act: store, put the commands in the outbox and execute them.
+        #[arg(long)]
+        execute: bool,
+    },
     /// Check the core against Magento's own test vectors.
     Conformance {
         #[command(subcommand)]
         suite: Suite,
     },
-    /// Show what Tillbridge does today: tax conformance over the shipped vector folders.
-    Demo,
+    /// The sync live on this machine: a generated retail world (10 stores, 2,000 SKUs) in the
+    /// Square and Commerce emulators, a trading day compressed to a few minutes, the dashboard
+    /// URL printed, and a summary (drift, oversells, latency, exceptions) at the end. Exit 0
+    /// when Commerce ends with zero drift and every open exception is explained.
+    Demo(crate::demo::DemoArgs),
     /// Measure throughput and write a Markdown report.
     Bench {
         #[command(subcommand)]
@@ -162,6 +191,8 @@ impl Status {
 pub enum CliError {
     #[error(transparent)]
     Conformance(#[from] ConformanceError),
+    #[error("demo: {0}")]
+    Demo(String),
     #[error(transparent)]
     SharedDir(#[from] SharedDirError),
     #[error("cannot write output: {0}")]
@@ -174,12 +205,34 @@ pub enum CliError {
     Serve(String),
     #[error("conformance msi: {0}")]
     Msi(String),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("replay: {0}")]
+    Replay(#[from] crate::replay::ReplayError),
 }
 
 /// Run a parsed command line, writing the report to `out` and timings to `err`.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status, CliError> {
     match &cli.command {
         Command::Serve { config } => serve(config, out),
+        Command::Audit {
+            config,
+            json,
+            no_product_check,
+        } => crate::audit::cli(
+            config,
+            json.as_deref(),
+            crate::audit::AuditOptions {
+                product_check: !*no_product_check,
+            },
+            out,
+            err,
+        ),
+        Command::Replay {
+            config,
+            record,
+            execute,
+        } => crate::replay::cli(config, *record, *execute, out),
         Command::Conformance {
             suite: Suite::Tax { dir, release },
         } => conformance_tax(dir, RunOptions { release: *release }, out, err),
@@ -205,10 +258,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
         )
         .map(|()| Status::Passed)
         .map_err(|e| CliError::Sandbox(e.to_string())),
-        Command::Demo => {
-            let shared = shared::locate()?;
-            demo::run(&shared, out)
-        }
+        Command::Demo(args) => demo::run(args, out),
         Command::Bench {
             what:
                 BenchSuite::Tax {

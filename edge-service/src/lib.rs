@@ -6,8 +6,8 @@
 //! Today it holds the `tillbridge` command-line tool:
 //! - [`conformance`]: runs folders of Magento tax vectors through the core's conformance runner
 //!   and reports one line per vector (`tillbridge conformance tax DIR`).
-//! - [`demo`]: the conformance run over the shipped vector folders, as a short human report
-//!   (`tillbridge demo`).
+//! - [`demo`]: the sync live against both emulators over a generated retail world, with a
+//!   summary (`tillbridge demo`).
 //! - [`bench`]: tax throughput with a same-process baseline, as a Markdown report
 //!   (`tillbridge bench tax`).
 //! - [`shared`]: finds the `shared/` reference folder (`TILLBRIDGE_SHARED_DIR`, `../shared`, ...).
@@ -16,6 +16,7 @@
 //! Later issues add the POS poller and the Commerce committer here.
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod commerce;
@@ -24,6 +25,8 @@ pub mod conformance;
 pub mod conformance_msi;
 pub mod demo;
 pub mod pos;
+pub mod replay;
+pub mod restore;
 pub mod runner;
 pub mod sandbox;
 pub mod shared;

@@ -242,39 +242,6 @@ fn unknown_release_is_a_usage_error() {
 }
 
 #[test]
-fn demo_reports_both_shared_tax_folders() {
-    let run = tillbridge(&["demo"]);
-    let report = run.lines.join("\n");
-    let folder = |name: &str| {
-        run.lines
-            .iter()
-            .find(|l| l.starts_with(&format!("vectors/{name}: ")))
-            .unwrap_or_else(|| panic!("no line for vectors/{name}:\n{report}"))
-            .clone()
-    };
-    assert!(folder("tax").contains(" passed, "), "{report}");
-    assert!(
-        folder("tax-diff").starts_with("vectors/tax-diff: 300 passed, 0 failed"),
-        "{report}"
-    );
-    let all_passed = folder("tax").contains(" 0 failed;");
-    assert_eq!(report.contains(" vectors passed"), all_passed, "{report}");
-    assert_eq!(run.code, Some(if all_passed { 0 } else { 1 }), "{report}");
-}
-
-#[test]
-fn demo_with_shared_dir_pointing_nowhere_is_a_usage_error() {
-    let output = Command::new(BIN)
-        .arg("demo")
-        .env("TILLBRIDGE_SHARED_DIR", "/nonexistent/tillbridge-shared")
-        .output()
-        .expect("run tillbridge");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("TILLBRIDGE_SHARED_DIR"), "{stderr}");
-}
-
-#[test]
 fn bench_tax_writes_a_report_with_every_algorithm_and_the_baseline() {
     let tmp = TempDir::new("bench");
     let report = tmp.path().join("benchmarks.md");

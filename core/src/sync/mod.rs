@@ -6,12 +6,16 @@
 //! - [`orders`]: web order routing and the fulfilment flow;
 //! - [`budget`]: the shared Commerce budget (token buckets with AIMD);
 //! - [`types`]: inputs, commands, outcomes, record states, exception reasons;
-//! - [`engine`]: [`Engine`], which ties them together.
+//! - [`engine`]: [`Engine`], which ties them together;
+//! - [`audit`]: POS vs Commerce vs the engine's view, every discrepancy with its cause;
+//! - [`replay`]: what one stored record decides when handed to the engine again.
 
+pub mod audit;
 pub mod budget;
 pub mod engine;
 pub mod ledger;
 pub mod orders;
+pub mod replay;
 pub mod types;
 
 pub use engine::{Engine, EngineConfig, RetryConfig, Stats, SweepConfig, VerifyConfig};

@@ -1013,54 +1013,18 @@ fn refuse_standby(request: OperatorRequest, replica: &str) {
     }
 }
 
-/// The engine as the store has it: the newest snapshot, the records stored after it replayed,
-/// ids above everything stored, and the commands that were in flight sent again.
+/// The engine as the store has it (`crate::restore`: the newest snapshot, ids above everything
+/// stored, the records stored after it replayed), and the commands that were in flight sent
+/// again.
 fn restore(
     store: &dyn Store,
     settings: &Settings,
     now: Timestamp,
 ) -> Result<(Engine, RecordId), RunnerError> {
-    let cfg = engine_config(settings);
-    let (mut engine, mut last) = match store.snapshot()? {
-        Some((json, last)) => {
-            let mut e: Engine =
-                serde_json::from_str(&json).map_err(|e| RunnerError::Snapshot(e.to_string()))?;
-            // Configuration may have changed since the snapshot: the new one applies.
-            e.reconfigure(cfg.clone());
-            (e, last)
-        }
-        None => (Engine::new(cfg, now), RecordId(0)),
-    };
-    // Ids issued after the snapshot are taken (the replay below decides again): new ones
-    // start above everything stored.
-    let max_command = store
-        .commands(None, 1, 0)?
-        .items
-        .first()
-        .map_or(0, |c| c.command_id);
-    let max_exception = store
-        .exceptions(false, 1, 0)?
-        .items
-        .iter()
-        .map(|e| e.entry.id)
-        .max()
-        .unwrap_or(0);
-    engine.ids_above(max_command.max(max_exception));
-    // Replay what came after the snapshot.
-    loop {
-        let rows = store.records_after(last, 500)?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in rows {
-            last = row.id;
-            if let Ok(input) = serde_json::from_value::<Input>(row.payload.clone()) {
-                engine.handle(with_record(input, &row.id.to_string()), row.received_at);
-            }
-        }
-    }
+    let restored = crate::restore::restore(store, settings, now)?;
+    let mut engine = restored.engine;
     engine.resume(now);
-    Ok((engine, last))
+    Ok((engine, restored.last))
 }
 
 fn feed_name(pos: &str, feed: &str) -> String {
