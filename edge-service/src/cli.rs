@@ -211,6 +211,9 @@ pub enum CliError {
     Replay(#[from] crate::replay::ReplayError),
 }
 
+/// The part of a benchmarks report that `bench tax --out` keeps when it rewrites the file.
+pub const KEPT_SECTION: &str = "## Live demo";
+
 /// Run a parsed command line, writing the report to `out` and timings to `err`.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status, CliError> {
     match &cli.command {
@@ -292,9 +295,17 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Status
                 load_before,
                 load()
             );
-            let md = report.markdown(&command, &machine);
+            let mut md = report.markdown(&command, &machine);
             match path {
                 Some(p) => {
+                    // The live demo's figures (recorded by hand from `tillbridge demo`) stay.
+                    if let Some(kept) = std::fs::read_to_string(p)
+                        .ok()
+                        .and_then(|old| old.find(KEPT_SECTION).map(|i| old[i..].to_owned()))
+                    {
+                        md.push('\n');
+                        md.push_str(&kept);
+                    }
                     std::fs::write(p, &md)?;
                     writeln!(out, "wrote {}", p.display())?;
                 }

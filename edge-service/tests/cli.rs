@@ -245,6 +245,12 @@ fn unknown_release_is_a_usage_error() {
 fn bench_tax_writes_a_report_with_every_algorithm_and_the_baseline() {
     let tmp = TempDir::new("bench");
     let report = tmp.path().join("benchmarks.md");
+    // An earlier report with the live demo's figures: the rewrite keeps that section.
+    std::fs::write(
+        &report,
+        "# Benchmarks\n\nold tax figures\n\n## Live demo\n\ndemo figures 0 drift\n",
+    )
+    .expect("seed the report");
     let run = tillbridge(&[
         "bench",
         "tax",
@@ -276,5 +282,10 @@ fn bench_tax_writes_a_report_with_every_algorithm_and_the_baseline() {
     assert!(
         md.contains("45 passed, 0 failed"),
         "conformance figures:\n{md}"
+    );
+    assert!(!md.contains("old tax figures"), "{md}");
+    assert!(
+        md.ends_with("## Live demo\n\ndemo figures 0 drift\n"),
+        "the live demo section is kept:\n{md}"
     );
 }

@@ -330,6 +330,26 @@ impl Engine {
         self.in_flight.len()
     }
 
+    /// Commands in flight that change something in Commerce or at a till (not the salable
+    /// reads and sweep pages, which only look).
+    pub fn writes_in_flight(&self) -> usize {
+        self.in_flight
+            .values()
+            .filter(|c| {
+                !matches!(
+                    c.command.kind,
+                    CommandKind::ReadSalable { .. } | CommandKind::ReadSourceItems { .. }
+                )
+            })
+            .count()
+    }
+
+    /// Salable-quantity reads waiting for their time or for budget (verification runs at the
+    /// lowest priority, so after a busy spell they drain behind the writes).
+    pub fn verifications_waiting(&self) -> usize {
+        self.verify.len()
+    }
+
     /// Nothing left to do until new input: no queued, retrying, pending or in-flight work.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()

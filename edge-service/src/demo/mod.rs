@@ -334,30 +334,6 @@ async fn demo_in(
                 thousands(view.stats.items_written),
                 view.pending_pushes
             )?;
-            if std::env::var_os("TILLBRIDGE_DEMO_DEBUG").is_some() {
-                let sent = store.commands(Some(tillbridge_core::sync::RecordState::Sent), 10, 0);
-                writeln!(
-                    out,
-                    "DEBUG in flight {} {:?} last_error {:?}",
-                    view.commands_in_flight,
-                    sent.map(|p| p
-                        .items
-                        .iter()
-                        .map(|c| (c.command_id, c.kind.clone(), c.detail.clone()))
-                        .collect::<Vec<_>>()),
-                    view.last_error
-                )?;
-                let shared = commerce_handle.state();
-                let st = tillbridge_commerce_emulator::lock(&shared);
-                let n = st.calls.len();
-                for c in st.calls.iter().skip(n.saturating_sub(8)) {
-                    writeln!(
-                        out,
-                        "DEBUG call {} {} {} {} {}",
-                        c.seq, c.at, c.method, c.route, c.status
-                    )?;
-                }
-            }
             out.flush()?;
         }
         match (quiet, quiet_since) {
@@ -482,8 +458,10 @@ async fn demo_in(
         let stuck = unfulfillable_orders(store.as_ref());
         driver.cancel_unfulfillable(&stuck).await;
         let view = service.view();
+        // Settled: nothing left to write and no order open. Salable-quantity reads may still be
+        // draining (they only look, at the lowest priority).
         let quiet = view.pending_pushes == 0
-            && view.commands_in_flight == 0
+            && view.writes_in_flight == 0
             && driver.open_till_orders() == 0
             && driver.open_web_orders() == 0;
         if quiet {
@@ -504,26 +482,14 @@ async fn demo_in(
             last_print = Instant::now();
             writeln!(
                 out,
-                "  {:>5}  web orders open {} · till orders open {} · backlog {} · commands in flight {}",
+                "  {:>5}  web orders open {} · till orders open {} · backlog {} · writes in flight {} · salable reads queued {}",
                 format!("{:.0}s", closing.elapsed().as_secs_f64()),
                 driver.open_web_orders(),
                 driver.open_till_orders(),
                 view.pending_pushes,
-                view.commands_in_flight
+                view.writes_in_flight,
+                view.verifications_waiting
             )?;
-            if std::env::var_os("TILLBRIDGE_DEMO_DEBUG").is_some() {
-                let sent = store.commands(Some(tillbridge_core::sync::RecordState::Sent), 10, 0);
-                writeln!(
-                    out,
-                    "DEBUG in flight {} {:?}",
-                    view.commands_in_flight,
-                    sent.map(|p| p
-                        .items
-                        .iter()
-                        .map(|c| (c.command_id, c.kind.clone(), c.detail.clone()))
-                        .collect::<Vec<_>>())
-                )?;
-            }
             out.flush()?;
         }
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;

@@ -85,6 +85,10 @@ pub struct RunnerView {
     pub stats: Stats,
     pub pending_pushes: usize,
     pub commands_in_flight: usize,
+    /// Of those, the ones that change something (`Engine::writes_in_flight`).
+    pub writes_in_flight: usize,
+    /// Salable-quantity reads queued (`Engine::verifications_waiting`).
+    pub verifications_waiting: usize,
     pub open_exceptions: usize,
     pub requests_per_second: u32,
     pub last_tick: Option<Timestamp>,
@@ -569,6 +573,8 @@ impl Runner {
             v.stats = self.engine.stats().clone();
             v.pending_pushes = self.engine.pending_pushes();
             v.commands_in_flight = self.engine.commands_in_flight();
+            v.writes_in_flight = self.engine.writes_in_flight();
+            v.verifications_waiting = self.engine.verifications_waiting();
             v.open_exceptions = self.engine.exceptions().count();
             v.requests_per_second = self.engine.budget().requests.rate_per_second();
             v.items_per_second = self.engine.budget().items.rate_per_second();
