@@ -139,6 +139,38 @@ pub struct FulfilmentStatus {
     /// Why it was rejected, cancelled or failed, when the POS says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The parts of the order handed over on their own so far, when the store split it (Square:
+    /// one per completed `ENTRY_LIST` fulfilment). Empty when the order goes as one: its
+    /// completion then hands over every open line. `state` is `Completed` only once every
+    /// part is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parcels: Vec<Parcel>,
+}
+
+/// Part of an order handed over on its own (a parcel): the store split the order and
+/// completed this part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    /// The POS's id of the part (Square: the fulfilment's uid). A part completes once, so the
+    /// id names one hand-over for good.
+    pub id: String,
+    pub lines: Vec<ParcelLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    /// When the POS says it was handed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+}
+
+/// Units of one POS variation in a parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParcelLine {
+    pub variation: PosVariationId,
+    /// The SKU, when the POS order carries it (Tillbridge's own orders do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<Sku>,
+    /// Units, positive.
+    pub quantity: Decimal,
 }
 
 /// What to do with a status update, given the status held.
@@ -191,6 +223,7 @@ mod tests {
             updated_at: Timestamp::from_millis(version),
             tracking_number: None,
             reason: None,
+            parcels: Vec::new(),
         }
     }
 
@@ -224,6 +257,16 @@ mod tests {
             decide_status(None, &status(Accepted, 1)),
             StatusDecision::Apply
         );
+    }
+
+    #[test]
+    fn a_status_stored_before_parcels_existed_still_reads() {
+        let old = r#"{"reference":{"request":"R1","external_order_id":"O1"},"state":"completed",
+            "version":4,"updated_at":"2026-01-05T09:00:00Z"}"#;
+        let s: FulfilmentStatus = serde_json::from_str(old).unwrap();
+        assert!(s.parcels.is_empty());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("parcels"), "{json}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fulfilment::{
     FulfilmentKind, FulfilmentLine, FulfilmentRef, FulfilmentRequest, FulfilmentState,
-    FulfilmentStatus, Recipient, StatusDecision, decide_status,
+    FulfilmentStatus, Parcel, ParcelLine, Recipient, StatusDecision, decide_status,
 };
 pub use ids::{
     FulfilmentRequestId, IdError, IdProblem, PosLineId, PosLocationId, PosTaxId, PosTransactionId,

@@ -27,7 +27,10 @@
 //! [`PosConnector::create_fulfilment`] creates an order with one PICKUP or SHIPMENT fulfilment
 //! and pays it with an EXTERNAL payment (Square only shows paid API orders on the till). Both
 //! calls carry idempotency keys derived from the request id, so a retry never makes a second
-//! order or payment. Status comes back through `RetrieveOrder`.
+//! order or payment. Status comes back through `RetrieveOrder`. Staff may split the order in
+//! Square's seller tools into `ENTRY_LIST` fulfilments and complete them one at a time (a
+//! partial shipment): the status then lists each completed one as a [`Parcel`], and the order
+//! is completed only when every fulfilment is.
 //!
 //! # Errors and retries
 //!
@@ -57,9 +60,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tillbridge_core::pos::{
     Currency, FulfilmentKind, FulfilmentRef, FulfilmentRequest, FulfilmentState, FulfilmentStatus,
-    Money, PosLineId, PosLocation, PosLocationId, PosTaxId, PosTransaction, PosTransactionId,
-    PosVariation, PosVariationId, Sku, StockLevel, TaxLine, Tender, TenderKind, Timestamp,
-    TransactionKind, TransactionLine, TransactionState,
+    Money, Parcel, ParcelLine, PosLineId, PosLocation, PosLocationId, PosTaxId, PosTransaction,
+    PosTransactionId, PosVariation, PosVariationId, Sku, StockLevel, TaxLine, Tender, TenderKind,
+    Timestamp, TransactionKind, TransactionLine, TransactionState,
 };
 
 use super::{
@@ -1026,27 +1029,54 @@ impl SquareConnector {
             }
             FulfilmentState::Requested | FulfilmentState::Accepted | FulfilmentState::Ready => {}
         }
-        let uid = current
-            .reference
-            .external_fulfilment_id
-            .clone()
-            .ok_or_else(|| PosError::Malformed {
+        let fulfilments = order
+            .get("fulfillments")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // A split order: withdraw every part not handed over yet.
+        let uids: Vec<String> = if is_split(fulfilments) {
+            fulfilments
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        f.get("state").and_then(Value::as_str),
+                        Some("PROPOSED" | "RESERVED" | "PREPARED")
+                    )
+                })
+                .filter_map(|f| f.get("uid").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        } else {
+            current
+                .reference
+                .external_fulfilment_id
+                .clone()
+                .into_iter()
+                .collect()
+        };
+        if uids.is_empty() {
+            return Err(PosError::Malformed {
                 message: format!(
                     "Square order {}: fulfilment has no uid",
                     reference.external_order_id
                 ),
-            })?;
+            });
+        }
         let key = idempotency_key(
             "cancel",
             &format!("{}:{}", reference.request.as_str(), current.version),
             192,
         );
+        let cancels: Vec<Value> = uids
+            .iter()
+            .map(|uid| json!({"uid": uid, "state": "CANCELED"}))
+            .collect();
         let body = json!({
             "idempotency_key": key,
             "order": {
                 "location_id": location,
                 "version": current.version,
-                "fulfillments": [{"uid": uid, "state": "CANCELED"}],
+                "fulfillments": cancels,
             },
         });
         self.call(reqwest::Method::PUT, &path, Some(&body)).await?;
@@ -1107,32 +1137,50 @@ fn map_fulfilment_state(s: &str, rejected: bool) -> Option<FulfilmentState> {
     })
 }
 
+/// Whether the order's fulfilment was split into parts (Square: several fulfilments, or an
+/// `ENTRY_LIST` one), so its status is read over all of them.
+fn is_split(fulfilments: &[Value]) -> bool {
+    fulfilments.len() > 1
+        || fulfilments
+            .iter()
+            .any(|f| f.get("line_item_application").and_then(Value::as_str) == Some("ENTRY_LIST"))
+}
+
+/// The pickup or shipment details of a fulfilment (`Null` when it has neither).
+fn details_of(f: &Value) -> Value {
+    f.get("pickup_details")
+        .or_else(|| f.get("shipment_details"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn state_of(order_id: &str, f: &Value) -> Result<FulfilmentState, PosError> {
+    let raw_state = f.get("state").and_then(Value::as_str).unwrap_or_default();
+    let rejected = details_of(f).get("rejected_at").is_some();
+    map_fulfilment_state(raw_state, rejected).ok_or_else(|| PosError::Malformed {
+        message: format!("order {order_id}: unknown fulfilment state {raw_state:?}"),
+    })
+}
+
+/// The status of our fulfilment in a Square order. An order whose fulfilment a seller split
+/// into `ENTRY_LIST` fulfilments (Square's seller tools can; its API creates one) is read over
+/// all of them: each completed one is a [`Parcel`]; the order is `Completed` only once every
+/// fulfilment is, otherwise it is where its least advanced open fulfilment is (or, with none
+/// open, the first one that was cancelled, rejected or failed).
 fn status_of(
     order: &Value,
     request: tillbridge_core::pos::FulfilmentRequestId,
     uid: Option<&str>,
 ) -> Result<FulfilmentStatus, PosError> {
     let order_id = str_field(order, "id")?.to_owned();
-    let f = order
+    let fulfilments = order
         .get("fulfillments")
         .and_then(Value::as_array)
-        .and_then(|fs| {
-            fs.iter()
-                .find(|f| uid.is_none_or(|u| f.get("uid").and_then(Value::as_str) == Some(u)))
-        })
-        .ok_or_else(|| PosError::NotFound {
-            what: format!("fulfilment of Square order {order_id}"),
-        })?;
-    let details = f
-        .get("pickup_details")
-        .or_else(|| f.get("shipment_details"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let raw_state = f.get("state").and_then(Value::as_str).unwrap_or_default();
-    let rejected = details.get("rejected_at").is_some();
-    let state = map_fulfilment_state(raw_state, rejected).ok_or_else(|| PosError::Malformed {
-        message: format!("order {order_id}: unknown fulfilment state {raw_state:?}"),
-    })?;
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let not_found = || PosError::NotFound {
+        what: format!("fulfilment of Square order {order_id}"),
+    };
     let updated_at = order
         .get("updated_at")
         .and_then(Value::as_str)
@@ -1140,25 +1188,194 @@ fn status_of(
         .ok_or_else(|| PosError::Malformed {
             message: format!("order {order_id}: bad updated_at"),
         })?;
-    let reason = details
-        .get("cancel_reason")
-        .or_else(|| details.get("failure_reason"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let version = order.get("version").and_then(Value::as_i64).unwrap_or(0);
+    let reason_of = |details: &Value| {
+        details
+            .get("cancel_reason")
+            .or_else(|| details.get("failure_reason"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let tracking_of = |details: &Value| {
+        details
+            .get("tracking_number")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if !is_split(fulfilments) {
+        let f = fulfilments
+            .iter()
+            .find(|f| uid.is_none_or(|u| f.get("uid").and_then(Value::as_str) == Some(u)))
+            .ok_or_else(not_found)?;
+        let details = details_of(f);
+        return Ok(FulfilmentStatus {
+            reference: FulfilmentRef {
+                request,
+                external_order_id: order_id.clone(),
+                external_fulfilment_id: f.get("uid").and_then(Value::as_str).map(str::to_owned),
+            },
+            state: state_of(&order_id, f)?,
+            version,
+            updated_at,
+            tracking_number: tracking_of(&details),
+            reason: reason_of(&details),
+            parcels: Vec::new(),
+        });
+    }
+    let mut states = Vec::new();
+    let mut parcels = Vec::new();
+    for (i, f) in fulfilments.iter().enumerate() {
+        let state = state_of(&order_id, f)?;
+        states.push((state, reason_of(&details_of(f))));
+        if state == FulfilmentState::Completed {
+            parcels.push(parcel_of(order, &order_id, i, f)?);
+        }
+    }
+    let open = states
+        .iter()
+        .filter(|(s, _)| !s.is_terminal())
+        .min_by_key(|(s, _)| match s {
+            FulfilmentState::Requested => 0,
+            FulfilmentState::Accepted => 1,
+            _ => 2,
+        });
+    let (state, reason) = match open {
+        Some((s, _)) => (*s, None),
+        None => states
+            .iter()
+            .find(|(s, _)| *s != FulfilmentState::Completed)
+            .cloned()
+            .unwrap_or((FulfilmentState::Completed, None)),
+    };
     Ok(FulfilmentStatus {
         reference: FulfilmentRef {
             request,
             external_order_id: order_id,
-            external_fulfilment_id: f.get("uid").and_then(Value::as_str).map(str::to_owned),
+            external_fulfilment_id: uid.map(str::to_owned),
         },
         state,
-        version: order.get("version").and_then(Value::as_i64).unwrap_or(0),
+        version,
         updated_at,
+        tracking_number: parcels.last().and_then(|p| p.tracking_number.clone()),
+        reason,
+        parcels,
+    })
+}
+
+/// A completed `ENTRY_LIST` fulfilment as a parcel: its entries as variations (and the SKU our
+/// orders carry in the line's metadata) and quantities. An `ALL` fulfilment completed beside
+/// others hands over what no other fulfilment lists.
+fn parcel_of(order: &Value, order_id: &str, i: usize, f: &Value) -> Result<Parcel, PosError> {
+    let malformed = |field: String, what: &str| PosError::Malformed {
+        message: format!("order {order_id}: {field}: {what}"),
+    };
+    let id = f
+        .get("uid")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed(format!("fulfillments[{i}].uid"), "missing"))?
+        .to_owned();
+    let items = order
+        .get("line_items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let entries: Vec<(String, Decimal)> = match f.get("entries").and_then(Value::as_array) {
+        Some(entries) => entries
+            .iter()
+            .enumerate()
+            .map(|(j, e)| {
+                let field = format!("fulfillments[{i}].entries[{j}]");
+                let line = e
+                    .get("line_item_uid")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| malformed(format!("{field}.line_item_uid"), "missing"))?;
+                let q = e
+                    .get("quantity")
+                    .and_then(Value::as_str)
+                    .and_then(|q| q.parse::<Decimal>().ok())
+                    .filter(|q| *q > Decimal::ZERO)
+                    .ok_or_else(|| {
+                        malformed(format!("{field}.quantity"), "not a positive quantity")
+                    })?;
+                Ok((line.to_owned(), q))
+            })
+            .collect::<Result<_, PosError>>()?,
+        None => {
+            // What the other fulfilments do not list.
+            let listed: Vec<(String, Decimal)> = order
+                .get("fulfillments")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o.get("entries").and_then(Value::as_array))
+                .flatten()
+                .filter_map(|e| {
+                    Some((
+                        e.get("line_item_uid")?.as_str()?.to_owned(),
+                        e.get("quantity")?.as_str()?.parse::<Decimal>().ok()?,
+                    ))
+                })
+                .collect();
+            items
+                .iter()
+                .filter_map(|l| {
+                    let uid = l.get("uid")?.as_str()?;
+                    let q = l.get("quantity")?.as_str()?.parse::<Decimal>().ok()?;
+                    let taken: Decimal = listed
+                        .iter()
+                        .filter(|(u, _)| u == uid)
+                        .map(|(_, q)| *q)
+                        .sum();
+                    (q > taken).then(|| (uid.to_owned(), q - taken))
+                })
+                .collect()
+        }
+    };
+    let mut lines = Vec::new();
+    for (line_uid, quantity) in entries {
+        let (j, line) = items
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.get("uid").and_then(Value::as_str) == Some(line_uid.as_str()))
+            .ok_or_else(|| {
+                malformed(
+                    format!("fulfillments[{i}]"),
+                    &format!("no line item {line_uid:?}"),
+                )
+            })?;
+        let variation = line
+            .get("catalog_object_id")
+            .and_then(Value::as_str)
+            .and_then(|v| PosVariationId::parse(v).ok())
+            .ok_or_else(|| {
+                malformed(
+                    format!("line_items[{j}].catalog_object_id"),
+                    "a handed-over line without a catalog variation",
+                )
+            })?;
+        let sku = line
+            .pointer("/metadata/sku")
+            .and_then(Value::as_str)
+            .and_then(|s| Sku::parse(s).ok());
+        lines.push(ParcelLine {
+            variation,
+            sku,
+            quantity,
+        });
+    }
+    let details = details_of(f);
+    let completed_at = ["shipped_at", "picked_up_at"]
+        .iter()
+        .find_map(|k| details.get(*k).and_then(Value::as_str))
+        .and_then(|t| Timestamp::parse(t).ok());
+    Ok(Parcel {
+        id,
+        lines,
         tracking_number: details
             .get("tracking_number")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        reason,
+        completed_at,
     })
 }
 
@@ -2274,6 +2491,115 @@ mod tests {
     const URL: &str = "https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9";
     const KEY: &str = "Ibxx_5AKakO-3qeNVR61Dw";
     const SIG: &str = "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=";
+
+    /// A Tillbridge order for MUG×2 + TEE×1 split by the seller into two `ENTRY_LIST`
+    /// fulfilments in the given states.
+    fn split_order(first: &str, second: &str, version: i64) -> Value {
+        json!({
+            "id": "ORDER1", "version": version, "updated_at": "2026-01-05T10:00:00Z",
+            "line_items": [
+                {"uid": "l-mug", "catalog_object_id": "VARMUG", "quantity": "2",
+                 "metadata": {"sku": "MUG"}},
+                {"uid": "l-tee", "catalog_object_id": "VARTEE", "quantity": "1"}],
+            "fulfillments": [
+                {"uid": "f-1", "type": "SHIPMENT", "state": first,
+                 "line_item_application": "ENTRY_LIST",
+                 "entries": [{"uid": "e-1", "line_item_uid": "l-mug", "quantity": "2"}],
+                 "shipment_details": {"tracking_number": "RM1", "shipped_at": "2026-01-05T09:30:00Z"}},
+                {"uid": "f-2", "type": "SHIPMENT", "state": second,
+                 "line_item_application": "ENTRY_LIST",
+                 "entries": [{"uid": "e-2", "line_item_uid": "l-tee", "quantity": "1"}],
+                 "shipment_details": {}}]
+        })
+    }
+
+    fn request() -> tillbridge_core::pos::FulfilmentRequestId {
+        tillbridge_core::pos::FulfilmentRequestId::parse("100000001").unwrap()
+    }
+
+    #[test]
+    fn each_completed_part_of_a_split_order_is_a_parcel_and_the_order_completes_with_the_last() {
+        let half = status_of(
+            &split_order("COMPLETED", "RESERVED", 7),
+            request(),
+            Some("f-0"),
+        )
+        .unwrap();
+        assert_eq!(half.state, FulfilmentState::Accepted, "one part is left");
+        assert_eq!(half.version, 7);
+        assert_eq!(
+            half.reference.external_fulfilment_id.as_deref(),
+            Some("f-0"),
+            "the reference stays the one Tillbridge created"
+        );
+        assert_eq!(
+            half.parcels,
+            vec![Parcel {
+                id: "f-1".into(),
+                lines: vec![ParcelLine {
+                    variation: PosVariationId::parse("VARMUG").unwrap(),
+                    sku: Some(Sku::parse("MUG").unwrap()),
+                    quantity: Decimal::from(2),
+                }],
+                tracking_number: Some("RM1".into()),
+                completed_at: Some(Timestamp::parse("2026-01-05T09:30:00Z").unwrap()),
+            }]
+        );
+
+        let done = status_of(
+            &split_order("COMPLETED", "COMPLETED", 8),
+            request(),
+            Some("f-0"),
+        )
+        .unwrap();
+        assert_eq!(done.state, FulfilmentState::Completed);
+        assert_eq!(done.parcels.len(), 2);
+        assert_eq!(
+            done.parcels[0], half.parcels[0],
+            "a parcel reads the same again"
+        );
+        assert_eq!(done.parcels[1].id, "f-2");
+        assert_eq!(
+            done.parcels[1].lines,
+            vec![ParcelLine {
+                variation: PosVariationId::parse("VARTEE").unwrap(),
+                sku: None,
+                quantity: Decimal::ONE,
+            }]
+        );
+        assert_eq!(done.parcels[1].tracking_number, None);
+
+        // The rest withdrawn after one part went: not completed, and the part stays a parcel.
+        let rest = status_of(&split_order("COMPLETED", "CANCELED", 9), request(), None).unwrap();
+        assert_eq!(rest.state, FulfilmentState::Cancelled);
+        assert_eq!(rest.parcels.len(), 1);
+    }
+
+    #[test]
+    fn an_order_with_one_all_fulfilment_has_no_parcels() {
+        let order = json!({
+            "id": "ORDER2", "version": 3, "updated_at": "2026-01-05T10:00:00Z",
+            "line_items": [{"uid": "l", "catalog_object_id": "VARMUG", "quantity": "2"}],
+            "fulfillments": [{"uid": "f", "type": "SHIPMENT", "state": "COMPLETED",
+                "line_item_application": "ALL",
+                "shipment_details": {"tracking_number": "RM9"}}]
+        });
+        let s = status_of(&order, request(), Some("f")).unwrap();
+        assert_eq!(s.state, FulfilmentState::Completed);
+        assert_eq!(s.tracking_number.as_deref(), Some("RM9"));
+        assert!(s.parcels.is_empty());
+    }
+
+    #[test]
+    fn a_part_naming_a_line_the_order_lacks_is_malformed_and_says_where() {
+        let mut order = split_order("COMPLETED", "RESERVED", 7);
+        order["fulfillments"][0]["entries"][0]["line_item_uid"] = json!("l-gone");
+        let e = status_of(&order, request(), None).unwrap_err();
+        assert!(
+            e.to_string().contains("fulfillments[0]") && e.to_string().contains("l-gone"),
+            "{e}"
+        );
+    }
 
     /// Square's published example (square-python-sdk tests/utilities/test_webhooks_helper.py)
     /// and its negative cases.

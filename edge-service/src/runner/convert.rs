@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tillbridge_core::mapping::{MappingProblem, propose_items_by_pos_sku};
 use tillbridge_core::pos::{
-    PosTransaction, PosVariation, PosVariationId, Sku, SourceCode, Timestamp, TransactionKind,
-    TransactionLine, TransactionState,
+    Parcel, PosTransaction, PosVariation, PosVariationId, Sku, SourceCode, Timestamp,
+    TransactionKind, TransactionLine, TransactionState,
 };
 use tillbridge_core::sync::{Delivery, Input, RecordState, WebOrder, WebOrderLine};
 
@@ -107,6 +107,37 @@ impl Catalog {
             )
         }
     }
+}
+
+/// A parcel's lines as the engine takes them: each line's SKU as the POS order carries it
+/// (Tillbridge's own orders do), else its variation's SKU in the POS catalog; units of one
+/// SKU added up. `Err` names the line that maps to no SKU and why (the parcel waits until the
+/// catalog says).
+pub fn parcel_lines(
+    parcel: &Parcel,
+    catalog: Option<&Catalog>,
+) -> Result<Vec<(Sku, Decimal)>, String> {
+    let mut out: Vec<(Sku, Decimal)> = Vec::new();
+    for line in &parcel.lines {
+        let sku = match (&line.sku, catalog) {
+            (Some(sku), _) => sku.clone(),
+            (None, Some(c)) => c
+                .sku(&line.variation)
+                .cloned()
+                .ok_or_else(|| format!("parcel {}: {}", parcel.id, c.why_not(&line.variation)))?,
+            (None, None) => {
+                return Err(format!(
+                    "parcel {}: POS variation {} has no SKU yet: the POS catalog has not been read",
+                    parcel.id, line.variation
+                ));
+            }
+        };
+        match out.iter_mut().find(|(s, _)| *s == sku) {
+            Some((_, q)) => *q += line.quantity,
+            None => out.push((sku, line.quantity)),
+        }
+    }
+    Ok(out)
 }
 
 fn short_hash(text: &str) -> String {

@@ -434,6 +434,7 @@ async fn create_fulfilment(
                 reference: receipt.reference,
                 state: receipt.state,
                 version: receipt.version,
+                parcels: Default::default(),
             },
         );
     }

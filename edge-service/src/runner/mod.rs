@@ -182,6 +182,10 @@ pub(crate) struct Followed {
     reference: FulfilmentRef,
     state: FulfilmentState,
     version: i64,
+    /// The parcels (parts the store split off and handed over on their own) already turned
+    /// into inputs, by the POS's id of the part.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    parcels: std::collections::BTreeSet<String>,
 }
 
 /// The runner.
@@ -760,15 +764,70 @@ impl Runner {
                     continue;
                 }
             };
-            if status.state == f.state || status.version < f.version {
+            if status.version < f.version {
+                continue;
+            }
+            // Parcels first: each completed part of a split order is one hand-over of its
+            // lines, stored under the POS's id of the part (not the order's version, which
+            // moves on with every other part), so it becomes one input however often it is
+            // read, across restarts too.
+            let fresh: Vec<_> = status
+                .parcels
+                .iter()
+                .filter(|p| !f.parcels.contains(&p.id))
+                .collect();
+            let mut handed = Vec::new();
+            let mut waiting = false;
+            for parcel in fresh {
+                let lines = {
+                    let catalogs = self.catalogs.lock().ok();
+                    let catalog = catalogs.as_ref().and_then(|c| c.get(&f.pos));
+                    convert::parcel_lines(parcel, catalog)
+                };
+                let lines = match lines {
+                    Ok(l) => l,
+                    Err(why) => {
+                        self.note_error(format!("order {order}: {why}"));
+                        waiting = true;
+                        continue;
+                    }
+                };
+                let ext = format!(
+                    "{order}:{}:{}:Completed",
+                    status.reference.external_order_id, parcel.id
+                );
+                self.ingest(RecordKind::Fulfilment, &f.pos, Some(ext), |r| {
+                    Input::Fulfilment {
+                        record: r,
+                        order: order.clone(),
+                        state: FulfilmentState::Completed,
+                        at: parcel.completed_at.unwrap_or(status.updated_at),
+                        tracking: parcel.tracking_number.clone(),
+                        lines: Some(lines),
+                    }
+                })?;
+                handed.push(parcel.id.clone());
+            }
+            let split = !status.parcels.is_empty() || !f.parcels.is_empty();
+            let moved = status.state != f.state && !(waiting && status.state.is_terminal());
+            if handed.is_empty() && !moved {
                 continue;
             }
             busy = true;
             if let Ok(mut m) = self.followed.lock()
                 && let Some(x) = m.get_mut(&order)
             {
-                x.state = status.state;
-                x.version = status.version;
+                x.parcels.extend(handed);
+                if moved {
+                    x.state = status.state;
+                    x.version = status.version;
+                }
+            }
+            // Once a part went on its own, the parts are the hand-overs: the order's own state
+            // (where its least advanced part is; completed when the last part is) adds nothing
+            // the engine could act on.
+            if !moved || split {
+                continue;
             }
             let ext = format!("{order}:{}:{:?}", status.version, status.state);
             let tracking = status.tracking_number.clone();

@@ -9,7 +9,10 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::ids::fnv1a;
-use crate::state::{ChangeKind, Fulfillment, LineItem, Order, OrderTax, Payment, State, Tender};
+use crate::state::{
+    ChangeKind, EntryIn, Fulfillment, LineItem, Order, OrderTax, Payment, State, Tender,
+    check_entries,
+};
 use crate::time::{format_ms, parse_ms};
 
 /// Square's `operationId` for a method and path (e.g. `SearchOrders`), for the call log and the
@@ -654,6 +657,20 @@ struct FulfillmentIn {
     pickup_details: Option<Map<String, Value>>,
     #[serde(default)]
     shipment_details: Option<Map<String, Value>>,
+    #[serde(default)]
+    line_item_application: Option<String>,
+    #[serde(default)]
+    entries: Option<Vec<EntryJson>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntryJson {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    line_item_uid: Option<String>,
+    #[serde(default)]
+    quantity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -834,8 +851,48 @@ fn create_order(s: &mut State, b: &Value) -> ApiResult<Value> {
             applied: Vec::new(),
         });
     }
-    let mut fulfillments = Vec::new();
+    let mut entry_lists = Vec::new();
     for (i, f) in o.fulfillments.iter().enumerate() {
+        let field = format!("order.fulfillments[{i}]");
+        match (f.line_item_application.as_deref(), &f.entries) {
+            (None | Some("ALL"), None) => entry_lists.push(None),
+            (None | Some("ALL"), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "INVALID_VALUE",
+                    "`entries` must be unset when `line_item_application` is ALL.",
+                    &format!("{field}.entries"),
+                ));
+            }
+            (Some("ENTRY_LIST"), entries) => {
+                let list: Vec<EntryIn> = entries
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(j, e)| EntryIn {
+                        field: format!("{field}.entries[{j}]"),
+                        line_item_uid: e.line_item_uid.clone(),
+                        quantity: e.quantity.clone(),
+                    })
+                    .collect();
+                let total = format!("{field}.entries");
+                let mut parsed = check_entries(&lines, &[(field, list)], false, &total)?;
+                let mut parsed = parsed.pop().unwrap_or_default();
+                for (e, given) in parsed.iter_mut().zip(entries.iter().flatten()) {
+                    e.uid = given.uid.clone().unwrap_or_else(|| s.ids.id(22));
+                }
+                entry_lists.push(Some(parsed));
+            }
+            (Some(other), _) => {
+                return Err(ApiError::invalid(
+                    "INVALID_ENUM_VALUE",
+                    format!("`{other}` is not a line item application: use ALL or ENTRY_LIST."),
+                    &format!("{field}.line_item_application"),
+                ));
+            }
+        }
+    }
+    let mut fulfillments = Vec::new();
+    for ((i, f), entries) in o.fulfillments.iter().enumerate().zip(entry_lists) {
         let kind = f.kind.clone().unwrap_or_else(|| "PICKUP".into());
         if !matches!(kind.as_str(), "PICKUP" | "SHIPMENT" | "DELIVERY") {
             return Err(ApiError::invalid(
@@ -867,6 +924,7 @@ fn create_order(s: &mut State, b: &Value) -> ApiResult<Value> {
             state: f.state.clone().unwrap_or_else(|| "PROPOSED".into()),
             pickup,
             shipment,
+            entries,
         });
     }
     let id = s.ids.id(26);
@@ -895,6 +953,7 @@ fn create_order(s: &mut State, b: &Value) -> ApiResult<Value> {
         paid: false,
         offline_pending: false,
         stock_deducted: false,
+        deducted: BTreeMap::new(),
     };
     State::compute_totals(&mut order);
     let json_out = s.order_json(&order);

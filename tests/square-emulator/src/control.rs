@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{
-    ChangeKind, Item, LineItem, Location, Order, OrderReturn, OrderTax, ReturnLine, State, Tender,
-    Variation,
+    ChangeKind, EntryIn, Item, LineItem, Location, Order, OrderReturn, OrderTax, ReturnLine, State,
+    Tender, Variation,
 };
 use crate::time::{format_ms, parse_ms};
 use crate::webhooks::{Subscription, WebhookFaults};
@@ -58,6 +58,7 @@ pub fn handle(s: &mut State, method: &str, path: &str, body: &Value) -> ApiResul
         ("POST", ["sales"]) => ring_up(s, body, false),
         ("POST", ["returns"]) => ring_up(s, body, true),
         ("POST", ["orders", id, "fulfillment"]) => advance(s, id, body),
+        ("POST", ["orders", id, "split"]) => split(s, id, body),
         ("GET", ["orders", id]) => s
             .orders
             .get(*id)
@@ -519,6 +520,7 @@ fn ring_up(s: &mut State, b: &Value, is_return: bool) -> ApiResult<Value> {
         paid: true,
         offline_pending: offline,
         stock_deducted: false,
+        deducted: std::collections::BTreeMap::new(),
     };
     State::compute_totals(&mut order);
     let total = order.total();
@@ -578,6 +580,92 @@ fn replay(s: &mut State, loc: &str) -> ApiResult<Value> {
         ids.push(Value::String(id));
     }
     Ok(json!({"location_id": loc, "offline": false, "replayed": ids}))
+}
+
+/// Splits an order's fulfilment into parcels as a seller does in Square's seller tools:
+/// `{fulfillment_uid?, parcels: [[{line_item_uid | sku | variation_id, quantity}, ...], ...]}`.
+fn split(s: &mut State, id: &str, b: &Value) -> ApiResult<Value> {
+    let o = s
+        .orders
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("Order `{id}` not found.")))?;
+    let Some(raw) = b.get("parcels").and_then(Value::as_array) else {
+        return Err(ApiError::invalid(
+            "MISSING_REQUIRED_PARAMETER",
+            "Give parcels: a list of lists of {line_item_uid | sku | variation_id, quantity}.",
+            "parcels",
+        ));
+    };
+    let mut parcels = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let Some(entries) = p.as_array() else {
+            return Err(ApiError::invalid(
+                "INVALID_VALUE",
+                "A parcel is a list of entries.",
+                &format!("parcels[{i}]"),
+            ));
+        };
+        let mut list = Vec::new();
+        for (j, e) in entries.iter().enumerate() {
+            let field = format!("parcels[{i}][{j}]");
+            let line_item_uid = match e.get("line_item_uid").and_then(Value::as_str) {
+                Some(u) => Some(u.to_owned()),
+                None => {
+                    // By product: the one line of the order that sells that variation.
+                    let var = find_variation(s, e, &field)?;
+                    let mut of_var = o
+                        .line_items
+                        .iter()
+                        .filter(|l| l.catalog_object_id.as_deref() == Some(var.id.as_str()));
+                    match (of_var.next(), of_var.next()) {
+                        (Some(l), None) => Some(l.uid.clone()),
+                        (None, _) => {
+                            return Err(ApiError::invalid(
+                                "NOT_FOUND",
+                                format!(
+                                    "Order `{id}` has no line item for variation `{}`.",
+                                    var.id
+                                ),
+                                &field,
+                            ));
+                        }
+                        (Some(_), Some(_)) => {
+                            return Err(ApiError::invalid(
+                                "INVALID_VALUE",
+                                format!(
+                                    "Order `{id}` has several line items for variation `{}`: give line_item_uid.",
+                                    var.id
+                                ),
+                                &field,
+                            ));
+                        }
+                    }
+                }
+            };
+            let quantity = match e.get("quantity") {
+                Some(Value::String(q)) => Some(q.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            list.push(EntryIn {
+                field,
+                line_item_uid,
+                quantity,
+            });
+        }
+        parcels.push(list);
+    }
+    let uid = b
+        .get("fulfillment_uid")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    s.split_fulfillment(id, uid.as_deref(), &parcels)?;
+    let o = s
+        .orders
+        .get(id)
+        .map(|o| s.order_json(o))
+        .unwrap_or(Value::Null);
+    Ok(json!({"order": o}))
 }
 
 /// Moves an order's fulfilment as store staff would in Square's Order Manager.

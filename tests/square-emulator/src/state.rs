@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, SquareError};
 use crate::ids::IdGen;
 use crate::time::format_ms;
 use crate::webhooks::WebhookState;
@@ -149,6 +149,156 @@ pub struct Fulfillment {
     pub state: String,
     pub pickup: Option<Map<String, Value>>,
     pub shipment: Option<Map<String, Value>>,
+    /// `None`: `line_item_application: ALL` (every line). `Some`: `ENTRY_LIST`, these units.
+    pub entries: Option<Vec<FulfillmentEntry>>,
+}
+
+/// One entry of an `ENTRY_LIST` fulfilment: units of one line item.
+#[derive(Debug, Clone)]
+pub struct FulfillmentEntry {
+    pub uid: String,
+    pub line_item_uid: String,
+    pub quantity: Decimal,
+}
+
+/// An entry as a client or the seller sent it, before it is checked.
+#[derive(Debug, Clone)]
+pub struct EntryIn {
+    /// Where it sits in the request, e.g. `order.fulfillments[0].entries[1]`.
+    pub field: String,
+    pub line_item_uid: Option<String>,
+    pub quantity: Option<String>,
+}
+
+/// Checks `ENTRY_LIST` entries against an order's line items as Square does: every entry
+/// names a line item of the order (`line_item_uid`) and a positive decimal `quantity`, and the
+/// entries naming one line item add up to at most its quantity; with `exact`, to exactly its
+/// quantity (a split must cover what the fulfilment it replaces covered). `lists` holds each
+/// fulfilment's field prefix and entries. Answers the parsed entries per fulfilment (uids
+/// still empty), or every violation found, each naming its field.
+pub fn check_entries(
+    lines: &[LineItem],
+    lists: &[(String, Vec<EntryIn>)],
+    exact: bool,
+    total_field: &str,
+) -> ApiResult<Vec<Vec<FulfillmentEntry>>> {
+    let mut errors = Vec::new();
+    let mut bad = |code: &str, detail: String, field: String| {
+        errors.push(SquareError {
+            category: "INVALID_REQUEST_ERROR".into(),
+            code: code.into(),
+            detail,
+            field: Some(field),
+        });
+    };
+    let mut sums: BTreeMap<&str, Decimal> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (prefix, entries) in lists {
+        if entries.is_empty() {
+            bad(
+                "MISSING_REQUIRED_PARAMETER",
+                "An ENTRY_LIST fulfillment needs at least one entry.".into(),
+                format!("{prefix}.entries"),
+            );
+        }
+        let mut parsed = Vec::new();
+        for e in entries {
+            let line = match e.line_item_uid.as_deref() {
+                None => {
+                    bad(
+                        "MISSING_REQUIRED_PARAMETER",
+                        "Field must be set".into(),
+                        format!("{}.line_item_uid", e.field),
+                    );
+                    None
+                }
+                Some(uid) => {
+                    let l = lines.iter().find(|l| l.uid == uid);
+                    if l.is_none() {
+                        bad(
+                            "NOT_FOUND",
+                            format!("The order has no line item with uid `{uid}`."),
+                            format!("{}.line_item_uid", e.field),
+                        );
+                    }
+                    l
+                }
+            };
+            let q = match e.quantity.as_deref() {
+                None => {
+                    bad(
+                        "MISSING_REQUIRED_PARAMETER",
+                        "Field must be set".into(),
+                        format!("{}.quantity", e.field),
+                    );
+                    None
+                }
+                Some(raw) => match raw.parse::<Decimal>() {
+                    Ok(q) if q > Decimal::ZERO => Some(q),
+                    Ok(_) => {
+                        bad(
+                            "INVALID_VALUE",
+                            format!("Quantity `{raw}` must be positive."),
+                            format!("{}.quantity", e.field),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        bad(
+                            "INVALID_VALUE",
+                            format!("`{raw}` is not a decimal quantity."),
+                            format!("{}.quantity", e.field),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(l), Some(q)) = (line, q) {
+                *sums.entry(l.uid.as_str()).or_default() += q;
+                parsed.push(FulfillmentEntry {
+                    uid: String::new(),
+                    line_item_uid: l.uid.clone(),
+                    quantity: q,
+                });
+            }
+        }
+        out.push(parsed);
+    }
+    for l in lines {
+        let sum = sums.get(l.uid.as_str()).copied().unwrap_or_default();
+        if sum > l.quantity {
+            bad(
+                "INVALID_VALUE",
+                format!(
+                    "The entries for line item `{}` add up to {}, more than its quantity {}.",
+                    l.uid,
+                    qty(sum),
+                    qty(l.quantity)
+                ),
+                total_field.to_owned(),
+            );
+        } else if exact && sum < l.quantity {
+            bad(
+                "INVALID_VALUE",
+                format!(
+                    "The entries for line item `{}` add up to {}, less than its quantity {}: every unit must go in one fulfillment.",
+                    l.uid,
+                    qty(sum),
+                    qty(l.quantity)
+                ),
+                total_field.to_owned(),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError {
+            status: 400,
+            errors,
+            retry_after: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +354,9 @@ pub struct Order {
     /// Rung up on a till that is offline: invisible to the API until the till replays it.
     pub offline_pending: bool,
     pub stock_deducted: bool,
+    /// Units per line item already moved `IN_STOCK → SOLD` (a completed `ENTRY_LIST`
+    /// fulfilment takes its units off the shelf before the order completes).
+    pub deducted: BTreeMap<String, Decimal>,
 }
 
 impl Order {
@@ -539,8 +692,18 @@ impl State {
                 .iter()
                 .map(|f| {
                     let mut v = json!({"uid": f.uid, "type": f.kind, "state": f.state,
-                        "line_item_application": "ALL"});
+                        "line_item_application": if f.entries.is_some() { "ENTRY_LIST" } else { "ALL" }});
                     if let Some(obj) = v.as_object_mut() {
+                        if let Some(entries) = &f.entries {
+                            let e: Vec<Value> = entries
+                                .iter()
+                                .map(|e| {
+                                    json!({"uid": e.uid, "line_item_uid": e.line_item_uid,
+                                           "quantity": qty(e.quantity)})
+                                })
+                                .collect();
+                            obj.insert("entries".into(), Value::Array(e));
+                        }
                         if let Some(p) = &f.pickup {
                             obj.insert("pickup_details".into(), Value::Object(p.clone()));
                         }
@@ -772,28 +935,75 @@ impl State {
     }
 
     /// Moves stock IN_STOCK → SOLD for every line of an order (a POS sale, or a fulfilled order).
+    /// Units a completed `ENTRY_LIST` fulfilment took off the shelf already are not moved again.
     pub fn deduct_stock_for(&mut self, order_id: &str, occurred_at: i64) {
+        self.deduct(order_id, occurred_at, true);
+    }
+
+    /// Moves stock IN_STOCK → SOLD for the units of the order's completed `ENTRY_LIST`
+    /// fulfilments not moved yet: a parcel leaves the shelf when it is handed over, not when
+    /// the last parcel of its order is.
+    pub fn deduct_handed_over(&mut self, order_id: &str, occurred_at: i64) {
+        self.deduct(order_id, occurred_at, false);
+    }
+
+    /// Units per line item handed over by now: every unit once an `ALL` fulfilment completed
+    /// (or for an order without fulfilments: a POS sale), else the entries of the completed
+    /// `ENTRY_LIST` fulfilments.
+    fn handed_over(o: &Order) -> BTreeMap<String, Decimal> {
+        let all = o.fulfillments.is_empty()
+            || o.fulfillments
+                .iter()
+                .any(|f| f.entries.is_none() && f.state == "COMPLETED");
+        let mut out = BTreeMap::new();
+        if all {
+            for l in &o.line_items {
+                out.insert(l.uid.clone(), l.quantity);
+            }
+            return out;
+        }
+        for f in o.fulfillments.iter().filter(|f| f.state == "COMPLETED") {
+            for e in f.entries.iter().flatten() {
+                *out.entry(e.line_item_uid.clone()).or_default() += e.quantity;
+            }
+        }
+        out
+    }
+
+    fn deduct(&mut self, order_id: &str, occurred_at: i64, complete: bool) {
         let Some(o) = self.orders.get(order_id) else {
             return;
         };
         if o.stock_deducted {
             return;
         }
+        let handed = Self::handed_over(o);
         let lines: Vec<(String, Decimal, i64)> = o
             .line_items
             .iter()
             .filter_map(|l| {
-                l.catalog_object_id
-                    .clone()
-                    .map(|c| (c, l.quantity, l.total))
+                let done = o.deducted.get(&l.uid).copied().unwrap_or_default();
+                let q = handed.get(&l.uid).copied().unwrap_or_default() - done;
+                if q <= Decimal::ZERO {
+                    return None;
+                }
+                let total = if q == l.quantity {
+                    l.total
+                } else {
+                    round_minor(Decimal::from(l.total) * q / l.quantity)
+                };
+                l.catalog_object_id.clone().map(|c| (c, q, total))
             })
             .collect();
-        let returns: Vec<(String, Decimal)> = o
-            .returns
-            .iter()
-            .flat_map(|r| &r.lines)
-            .filter_map(|l| l.catalog_object_id.clone().map(|c| (c, l.quantity)))
-            .collect();
+        let returns: Vec<(String, Decimal)> = if complete {
+            o.returns
+                .iter()
+                .flat_map(|r| &r.lines)
+                .filter_map(|l| l.catalog_object_id.clone().map(|c| (c, l.quantity)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (loc, cur) = (o.location_id.clone(), o.currency.clone());
         let mut touched = Vec::new();
         for (var, q, total) in lines {
@@ -831,7 +1041,8 @@ impl State {
             }
         }
         if let Some(o) = self.orders.get_mut(order_id) {
-            o.stock_deducted = true;
+            o.deducted = handed;
+            o.stock_deducted = complete;
         }
         self.emit_counts(touched);
     }
@@ -999,6 +1210,7 @@ impl State {
             }
         }
         let uid = f.uid.clone();
+        let parcel_done = new_state == "COMPLETED" && f.entries.is_some() && o.paid;
         let all_done = o
             .fulfillments
             .iter()
@@ -1026,6 +1238,8 @@ impl State {
         }
         if deduct {
             self.deduct_stock_for(order_id, now);
+        } else if parcel_done {
+            self.deduct_handed_over(order_id, now);
         }
         self.emit(
             "order.fulfillment.updated",
@@ -1033,6 +1247,96 @@ impl State {
             order_id.to_owned(),
             json!({ "order_fulfillment_updated": ev }),
         );
+        self.emit_order_updated(order_id);
+        Ok(())
+    }
+
+    /// Splits a fulfilment into `ENTRY_LIST` fulfilments, one per parcel, as a seller does in
+    /// Square's seller tools (the API cannot: it creates orders with one fulfilment). The
+    /// fulfilment split (`uid`, or the order's first) must be `ALL` and not finished; the
+    /// parcels must cover every unit of every line exactly once. Each new fulfilment takes
+    /// the old one's type, state and details under a new uid; the version moves on.
+    pub fn split_fulfillment(
+        &mut self,
+        order_id: &str,
+        uid: Option<&str>,
+        parcels: &[Vec<EntryIn>],
+    ) -> ApiResult<()> {
+        let now = self.now();
+        let o = self
+            .orders
+            .get(order_id)
+            .ok_or_else(|| ApiError::not_found(format!("Order `{order_id}` not found.")))?;
+        if matches!(o.state.as_str(), "COMPLETED" | "CANCELED") {
+            return Err(ApiError::invalid(
+                "BAD_REQUEST",
+                format!("Order `{order_id}` is {} and cannot be updated.", o.state),
+                "order.state",
+            ));
+        }
+        let idx = match uid {
+            Some(u) => o.fulfillments.iter().position(|f| f.uid == u),
+            None => (!o.fulfillments.is_empty()).then_some(0),
+        }
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "NOT_FOUND",
+                format!("Order `{order_id}` has no such fulfillment."),
+                "fulfillment_uid",
+            )
+        })?;
+        let old = &o.fulfillments[idx];
+        if old.entries.is_some() {
+            return Err(ApiError::invalid(
+                "INVALID_VALUE",
+                format!(
+                    "Fulfillment `{}` is an ENTRY_LIST already; split an ALL fulfillment.",
+                    old.uid
+                ),
+                "fulfillment_uid",
+            ));
+        }
+        if !matches!(old.state.as_str(), "PROPOSED" | "RESERVED" | "PREPARED") {
+            return Err(ApiError::invalid(
+                "INVALID_VALUE",
+                format!(
+                    "Fulfillment `{}` is {} and cannot be split.",
+                    old.uid, old.state
+                ),
+                "fulfillment_uid",
+            ));
+        }
+        if parcels.len() < 2 {
+            return Err(ApiError::invalid(
+                "INVALID_VALUE",
+                "A split needs at least two parcels.",
+                "parcels",
+            ));
+        }
+        let lists: Vec<(String, Vec<EntryIn>)> = parcels
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("parcels[{i}]"), p.clone()))
+            .collect();
+        let parsed = check_entries(&o.line_items, &lists, true, "parcels")?;
+        let template = old.clone();
+        let mut new = Vec::new();
+        for mut entries in parsed {
+            for e in &mut entries {
+                e.uid = self.ids.id(22);
+            }
+            new.push(Fulfillment {
+                uid: self.ids.id(22),
+                entries: Some(entries),
+                ..template.clone()
+            });
+        }
+        let Some(o) = self.orders.get_mut(order_id) else {
+            return Ok(());
+        };
+        o.fulfillments.splice(idx..=idx, new);
+        o.updated_at = now;
+        o.version = Some(o.version.unwrap_or(1) + 1);
         self.emit_order_updated(order_id);
         Ok(())
     }
