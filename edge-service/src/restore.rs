@@ -7,7 +7,7 @@
 //! not: they want the state, not a restart's decisions.
 
 use tillbridge_core::pos::Timestamp;
-use tillbridge_core::sync::Engine;
+use tillbridge_core::sync::{Command, Engine, Input};
 
 use crate::config::Settings;
 use crate::runner::{RunnerError, engine_config};
@@ -76,6 +76,15 @@ pub fn restore(
             last = row.id;
             // Like the runner: a payload that does not read as an input is not one.
             match row.input() {
+                Ok(Some(Input::Result { command, outcome })) => {
+                    // With the command it answers: the engine may not have decided it (it was
+                    // issued after the snapshot), and what it did must still count.
+                    match stored_command(store, command)? {
+                        Some(cmd) => engine.replay_result(cmd, outcome, row.received_at),
+                        None => engine.handle(Input::Result { command, outcome }, row.received_at),
+                    }
+                    replayed += 1;
+                }
                 Ok(Some(input)) => {
                     engine.handle(input, row.received_at);
                     replayed += 1;
@@ -92,4 +101,13 @@ pub fn restore(
         skipped,
         last,
     })
+}
+
+/// The command the outbox holds under an id (`None`: not stored, e.g. an answer given from the
+/// outbox to a command decided again after a restart, or a payload that does not read).
+fn stored_command(store: &dyn Store, id: u64) -> Result<Option<Command>, RunnerError> {
+    Ok(store
+        .command(id)?
+        .and_then(|row| serde_json::from_value::<Command>(row.payload).ok())
+        .filter(|c| c.id == id))
 }

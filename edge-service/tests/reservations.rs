@@ -155,6 +155,8 @@ on_both_backends!(
     refund_before_it_ships_withdraws_the_order_from_the_till,
     in_store_sale_of_the_last_unit_while_a_web_order_is_open,
     a_push_racing_a_shipment_never_deducts_twice,
+    a_crash_after_a_shipment_replays_it_without_pushing_the_shipped_units_back,
+    a_crash_before_any_snapshot_replays_the_shipment_without_pushing_it_back,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1505,4 +1507,99 @@ async fn a_push_racing_a_shipment_never_deducts_twice(db: Db) {
     );
     assert_eq!(runner.engine().stats().shipments_created, 1);
     assert_eq!(order(&w, entity).await["state"], json!("complete"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. a crash after a shipment
+
+/// Source-item writes Commerce accepted after the first `skip` calls: (SKU, source, quantity).
+async fn writes_after(w: &World, skip: usize) -> Vec<(String, String, Decimal)> {
+    let calls = calls(w).await;
+    let mut out = Vec::new();
+    for c in calls.iter().skip(skip) {
+        let path = c["path"].as_str().unwrap_or_default();
+        if c["method"] != json!("POST")
+            || c["status"] != json!(200)
+            || !path.ends_with("/V1/inventory/source-items")
+        {
+            continue;
+        }
+        for i in c["request_body"]["sourceItems"].as_array().unwrap() {
+            out.push((
+                i["sku"].as_str().unwrap().to_owned(),
+                i["source_code"].as_str().unwrap().to_owned(),
+                num(&i["quantity"]),
+            ));
+        }
+    }
+    out
+}
+
+async fn calls(w: &World) -> Vec<Value> {
+    let v: Value = w
+        .http
+        .get(format!("{}/__emulator/calls", w.commerce))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["calls"].as_array().cloned().unwrap_or_default()
+}
+
+async fn a_crash_after_a_shipment_replays_it_without_pushing_the_shipped_units_back(db: Db) {
+    crash_after_a_shipment(db, true).await;
+}
+
+async fn a_crash_before_any_snapshot_replays_the_shipment_without_pushing_it_back(db: Db) {
+    crash_after_a_shipment(db, false).await;
+}
+
+/// A web order shipped from York, then the service dies without its closing snapshot. With
+/// `snapshot`, the last one was taken before a walk-in sale and the order (so it holds an
+/// older Commerce figure); without, there is none and every record is replayed.
+async fn crash_after_a_shipment(db: Db, snapshot: bool) {
+    let w = world(db, &[("York", "MUG", 5), ("Leeds", "MUG", 5)], 1).await;
+    let mut runner = start(&w).await;
+    if snapshot {
+        runner.snapshot(system_clock()()).unwrap();
+    }
+    // A walk-in buys a mug at York: Commerce gets 4.
+    till_sells(&w, "York", "MUG", 1).await;
+    settle(&w, &mut runner, &[]).await;
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(4));
+
+    let (increment, entity) =
+        checkout(&w, json!({"items": [{"sku": "MUG", "qty": 2, "price": 8}]})).await;
+    invoice(&w, entity).await;
+    let square_order = on_the_till(&w, &mut runner, "York", &increment).await;
+    till_moves(&w, &square_order, json!({"action": "accepted"})).await;
+    settle(&w, &mut runner, &[]).await;
+    till_moves(&w, &square_order, json!({"action": "shipped"})).await;
+    settle(&w, &mut runner, &[]).await;
+    assert_eq!(shipments(&w, entity).await.len(), 1);
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(2));
+
+    // The crash: no snapshot on the way out. The restart restores the older snapshot (or
+    // none) and replays every record stored since (the sale, the order, the hand-over, the
+    // answers of the push and the shipment).
+    let before = calls(&w).await.len();
+    drop(runner);
+    let mut runner = assemble(settings(&w, 100), system_clock()).unwrap();
+    settle(&w, &mut runner, &[]).await;
+
+    // The shipment is not made again, and Commerce never gets the shipped units back: every
+    // write after the restart is the till's figure.
+    let shipped = shipments(&w, entity).await;
+    assert_eq!(shipped.len(), 1, "{shipped:?}");
+    for (sku, source, q) in writes_after(&w, before).await {
+        if sku == "MUG" && source == "york" {
+            assert_eq!(q, d(2), "a write after the restart");
+        }
+    }
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(2));
+    assert_eq!(salable(&w, "MUG").await, d(2 + 5 - 1));
+    assert_eq!(order(&w, entity).await["state"], json!("complete"));
+    assert_eq!(till_orders_for(&w, &increment).await, 1);
 }

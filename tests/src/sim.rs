@@ -111,6 +111,11 @@ pub struct Sim {
     records: u64,
     deliveries_of: BTreeMap<String, Delivery>,
     applied: BTreeSet<String>,
+    /// What the service would have stored: every input handed to the engine since the last
+    /// snapshot, and every command it executed (the outbox), for a restart from that snapshot.
+    inputs_since_snapshot: Vec<(Input, Timestamp)>,
+    outbox: BTreeMap<u64, Command>,
+    snapshot: Option<String>,
     pub commerce_calls: u64,
     pub faults_injected: u64,
     /// What happened, in order (printed when an invariant fails).
@@ -187,6 +192,9 @@ impl Sim {
             records: 0,
             deliveries_of: BTreeMap::new(),
             applied: BTreeSet::new(),
+            inputs_since_snapshot: Vec::new(),
+            outbox: BTreeMap::new(),
+            snapshot: None,
             commerce_calls: 0,
             faults_injected: 0,
             log: Vec::new(),
@@ -241,7 +249,7 @@ impl Sim {
             .unwrap_or_default();
         self.note(format!("till {s}@{so} = {on_hand}"));
         let record = self.record("pos-stock");
-        self.engine.handle(
+        self.feed(
             Input::PosStock {
                 record,
                 sku: s.clone(),
@@ -259,7 +267,7 @@ impl Sim {
         self.note(format!("SALE {units} {s}@{so}"));
         *self.pos.entry((s.clone(), so.clone())).or_default() -= units;
         let record = self.record("pos-sale");
-        self.engine.handle(
+        self.feed(
             Input::PosSale {
                 record,
                 sku: s.clone(),
@@ -337,8 +345,7 @@ impl Sim {
     fn poll_order(&mut self, increment: &str) {
         if let Some(order) = self.web_order_snapshot(increment) {
             let record = self.record("commerce-order");
-            self.engine
-                .handle(Input::CommerceOrder { record, order }, self.now);
+            self.feed(Input::CommerceOrder { record, order }, self.now);
         }
     }
 
@@ -358,7 +365,7 @@ impl Sim {
             }
         }
         let record = self.record("fulfilment");
-        self.engine.handle(
+        self.feed(
             Input::Fulfilment {
                 record,
                 order: increment.to_owned(),
@@ -414,7 +421,7 @@ impl Sim {
             .iter()
             .map(|(s, q)| (sku(s), Decimal::from(*q)))
             .collect();
-        self.engine.handle(
+        self.feed(
             Input::PosReturn {
                 record,
                 order: increment.to_owned(),
@@ -514,7 +521,7 @@ impl Sim {
             (source.clone(), FulfilmentState::Completed),
         );
         let record = self.record("fulfilment");
-        self.engine.handle(
+        self.feed(
             Input::Fulfilment {
                 record,
                 order: increment.to_owned(),
@@ -544,7 +551,7 @@ impl Sim {
             *self.pos.entry((s.clone(), source.clone())).or_default() -= *q;
         }
         let record = self.record("fulfilment");
-        self.engine.handle(
+        self.feed(
             Input::Fulfilment {
                 record,
                 order: increment.to_owned(),
@@ -758,6 +765,7 @@ impl Sim {
 
     /// Execute one command; returns the inputs the answer produces.
     fn execute(&mut self, cmd: &Command) -> Vec<Input> {
+        self.outbox.entry(cmd.id).or_insert_with(|| cmd.clone());
         let inputs = self.execute_inner(cmd);
         let answer = inputs.first().map(|i| match i {
             Input::Result { outcome, .. } => format!("{outcome:?}"),
@@ -1017,6 +1025,44 @@ impl Sim {
         self.note("RESTART".to_owned());
     }
 
+    /// Hand an input to the engine, as the service does once it is stored.
+    fn feed(&mut self, input: Input, now: Timestamp) {
+        self.inputs_since_snapshot.push((input.clone(), now));
+        self.engine.handle(input, now);
+    }
+
+    /// The service snapshots its engine (what [`Sim::crash_and_restore_snapshot`] goes back to).
+    pub fn save_snapshot(&mut self) {
+        self.snapshot =
+            Some(serde_json::to_string(&self.engine).unwrap_or_else(|e| panic!("snapshot: {e}")));
+        self.inputs_since_snapshot.clear();
+    }
+
+    /// The service dies without a closing snapshot, as the runner restarts: the last snapshot
+    /// saved (a fresh engine when there is none), ids above every command issued, every input
+    /// stored after the snapshot handed over again (answers with the command they answer, as
+    /// the outbox holds it), then `resume`. Answers not delivered yet are lost.
+    pub fn crash_and_restore_snapshot(&mut self) {
+        self.deliveries.clear();
+        let mut engine: Engine = match &self.snapshot {
+            Some(json) => serde_json::from_str(json).unwrap_or_else(|e| panic!("restore: {e}")),
+            None => Engine::new(self.engine.config().clone(), self.now),
+        };
+        engine.ids_above(self.outbox.keys().max().copied().unwrap_or(0));
+        for (input, at) in self.inputs_since_snapshot.clone() {
+            match input {
+                Input::Result { command, outcome } => match self.outbox.get(&command) {
+                    Some(cmd) => engine.replay_result(cmd.clone(), outcome, at),
+                    None => engine.handle(Input::Result { command, outcome }, at),
+                },
+                other => engine.handle(other, at),
+            }
+        }
+        engine.resume(self.now);
+        self.engine = engine;
+        self.note("CRASH; RESTORED FROM THE LAST SNAPSHOT".to_owned());
+    }
+
     /// Magento's cron: the MSI queue consumers, every five simulated seconds.
     fn cron(&mut self) {
         if !self.consumers_running || self.now.as_millis() < self.cron_at {
@@ -1055,7 +1101,8 @@ impl Sim {
                 .position(|(at, _, _)| *at <= self.now.as_millis())
             {
                 let (_, _, input) = self.deliveries.remove(pos);
-                self.engine.handle(input, self.now);
+                let now = self.now;
+                self.feed(input, now);
                 continue;
             }
             if self.deliveries.is_empty() && self.engine.is_idle() {

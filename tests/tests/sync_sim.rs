@@ -462,6 +462,43 @@ fn a_restart_resends_what_was_in_flight_without_acting_twice() {
 }
 
 #[test]
+fn a_crash_after_a_shipment_restores_an_older_snapshot_without_pushing_the_shipped_units_back() {
+    for snapshot in [true, false] {
+        let mut sim = world(29, 5);
+        sim.run(60_000);
+        if snapshot {
+            sim.save_snapshot();
+        }
+        // After the last snapshot: a walk-in sale (Commerce gets 4), then a web order handed
+        // over at York and shipped (Commerce 2).
+        sim.pos_sale("MUG", "york", d(1));
+        sim.run(60_000);
+        sim.web_order("100000013", Delivery::Ship, &[("MUG", 2)])
+            .unwrap();
+        sim.run(60_000);
+        sim.store_moves("100000013", Completed, None);
+        sim.run(300_000);
+        sim.assert_consistent("shipped");
+        assert_eq!(sim.commerce_qty("MUG", "york"), d(2));
+
+        // The service dies without its closing snapshot; the restart replays what came after.
+        sim.crash_and_restore_snapshot();
+        sim.run(300_000);
+        sim.assert_consistent("after the restart");
+        assert_eq!(
+            sim.commerce_qty("MUG", "york"),
+            d(2),
+            "shipped units not pushed back"
+        );
+        assert!(
+            sim.after_shipments.len() == 1,
+            "one shipment: {:?}",
+            sim.after_shipments
+        );
+    }
+}
+
+#[test]
 fn a_start_against_a_commerce_that_already_holds_the_tills_figures_writes_only_what_differs() {
     // Commerce holds 5 of everything from last night; this morning one till sold two mugs.
     let fresh = |seed: u64| {

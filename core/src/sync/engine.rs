@@ -2245,6 +2245,70 @@ impl Engine {
         self.send(cmd, Vec::new(), now, out);
     }
 
+    /// A stored answer handed over again while the engine is rebuilt from the store (the
+    /// snapshot, then every record stored after it), with the command it answers as the outbox
+    /// holds it.
+    ///
+    /// An engine restored from an older snapshot never decided the commands issued after it,
+    /// so their answers name ids it does not know, and [`Input::Result`] would drop them. What
+    /// those commands did is a fact the ledger must learn in order, before anything is decided
+    /// again: a confirmed push set what Commerce holds, and a created shipment took its units
+    /// out of flight and deducted them from the source. Without that, the restored engine
+    /// would push the till's figure plus the shipped units (Commerce's older figure differs
+    /// from the target) before the shipment, decided again, is answered from the outbox: the
+    /// shipped units would come back. Any other answer changes nothing here: the command is
+    /// decided again after the restart and answered from the outbox (or sent again under its
+    /// idempotency key).
+    pub fn replay_result(&mut self, command: Command, outcome: Outcome, now: Timestamp) {
+        let id = command.id;
+        if self.in_flight.contains_key(&id) {
+            self.on_result(id, outcome, now);
+            return;
+        }
+        if !matches!(outcome, Outcome::Ok { .. }) {
+            return;
+        }
+        let keys = match &command.kind {
+            CommandKind::PushSourceItems { items } => {
+                let keys: Vec<(StockKey, Decimal, Vec<String>, Option<Timestamp>)> = items
+                    .iter()
+                    .map(|w| StockKey::new(w.sku.clone(), w.source.clone()))
+                    .zip(items.iter().map(|w| w.quantity))
+                    // A key another command holds is that command's to settle.
+                    .filter(|(k, _)| self.ledger.get(k).is_none_or(|e| e.busy.is_none()))
+                    .map(|(k, q)| (k, q, Vec::new(), None))
+                    .collect();
+                if keys.is_empty() {
+                    return;
+                }
+                keys
+            }
+            CommandKind::CreateShipment { order, source, .. } => {
+                // Only the parcel the order is waiting to ship (its key names the parcel).
+                let waiting = self.orders.get(order).is_some_and(|f| {
+                    f.source.as_ref() == Some(source)
+                        && matches!(f.shipment, ShipmentState::Pending { .. })
+                        && command.idempotency_key
+                            == format!("ship:{order}:{source}:{}", f.shipments + 1)
+                });
+                if !waiting {
+                    return;
+                }
+                Vec::new()
+            }
+            _ => return,
+        };
+        self.in_flight.insert(
+            id,
+            InFlightCommand {
+                command,
+                sent_at: now,
+                keys,
+            },
+        );
+        self.on_result(id, outcome, now);
+    }
+
     /// After a restart: the commands that were in flight when the service stopped are sent again
     /// (their idempotency keys make that safe), and a reconciliation sweep is requested.
     pub fn resume(&mut self, now: Timestamp) {
