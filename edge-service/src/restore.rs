@@ -2,16 +2,17 @@
 //! over the engine lease), and what `tillbridge audit` and `tillbridge replay` read.
 //!
 //! The newest snapshot with the current configuration applied, ids above everything stored,
-//! then every record stored after the snapshot handed to the engine again. The runner then
+//! then every record stored after the snapshot handed to the engine again, then the shipments
+//! the outbox holds as sent but never answered (`Engine::replay_open`). The runner then
 //! calls `Engine::resume` (pushes in flight released and sent again); the read-only tools do
 //! not: they want the state, not a restart's decisions.
 
 use tillbridge_core::pos::Timestamp;
-use tillbridge_core::sync::{Command, Engine, Input};
+use tillbridge_core::sync::{Command, Engine, Input, RecordState};
 
 use crate::config::Settings;
 use crate::runner::{RunnerError, engine_config};
-use crate::store::{RecordId, Store};
+use crate::store::{MAX_LIMIT, RecordId, Store};
 
 /// An engine restored from the store, and how.
 #[derive(Debug, Clone)]
@@ -93,6 +94,12 @@ pub fn restore(
             }
         }
     }
+    // Shipments sent and never answered: the service may have died after Commerce created
+    // one and before its answer was stored. The engine holds their source items until the
+    // shipment, sent again, is answered (no push in between writes the shipped units back).
+    for cmd in open_shipments(store)? {
+        engine.replay_open(cmd, now);
+    }
     Ok(Restored {
         engine,
         snapshot_record,
@@ -110,4 +117,31 @@ fn stored_command(store: &dyn Store, id: u64) -> Result<Option<Command>, RunnerE
         .command(id)?
         .and_then(|row| serde_json::from_value::<Command>(row.payload).ok())
         .filter(|c| c.id == id))
+}
+
+/// The shipments the outbox holds as sent (never answered, or answered only after the last
+/// journal write), oldest first.
+fn open_shipments(store: &dyn Store) -> Result<Vec<Command>, RunnerError> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.commands(Some(RecordState::Sent), MAX_LIMIT, offset)?;
+        let n = u32::try_from(page.items.len()).unwrap_or(u32::MAX);
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|row| row.kind == "create_shipment")
+                .filter_map(|row| {
+                    serde_json::from_value::<Command>(row.payload)
+                        .ok()
+                        .filter(|c| c.id == row.command_id)
+                }),
+        );
+        if n < MAX_LIMIT {
+            break;
+        }
+        offset += n;
+    }
+    out.sort_by_key(|c| c.id);
+    Ok(out)
 }

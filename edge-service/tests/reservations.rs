@@ -30,7 +30,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tillbridge_core::sync::Reason;
+use tillbridge_core::sync::{Reason, RecordState};
 use tillbridge_edge::config::Settings;
 use tillbridge_edge::runner::{Runner, assemble, system_clock};
 use tillbridge_edge::store::RecordFilter;
@@ -157,6 +157,7 @@ on_both_backends!(
     a_push_racing_a_shipment_never_deducts_twice,
     a_crash_after_a_shipment_replays_it_without_pushing_the_shipped_units_back,
     a_crash_before_any_snapshot_replays_the_shipment_without_pushing_it_back,
+    a_crash_before_a_shipments_answer_is_stored_sends_it_again_before_any_push,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1600,6 +1601,93 @@ async fn crash_after_a_shipment(db: Db, snapshot: bool) {
     }
     assert_eq!(commerce_qty(&w, "MUG", "york").await, d(2));
     assert_eq!(salable(&w, "MUG").await, d(2 + 5 - 1));
+    assert_eq!(order(&w, entity).await["state"], json!("complete"));
+    assert_eq!(till_orders_for(&w, &increment).await, 1);
+}
+
+/// Commerce creates the shipment, but the service dies before its answer is stored: the outbox
+/// holds it as sent, with no answer among the records. The restart restores the snapshot taken
+/// before the walk-in sale and the order; a second walk-in sale makes a push due for the same
+/// source item (the till's 1 plus the 2 units the engine still counts in flight is not the 4 it
+/// last knew Commerce to hold). The shipment is sent again first (Commerce creates it once),
+/// and no write brings the shipped units back.
+async fn a_crash_before_a_shipments_answer_is_stored_sends_it_again_before_any_push(db: Db) {
+    let w = world(db, &[("York", "MUG", 5), ("Leeds", "MUG", 5)], 1).await;
+    let mut runner = start(&w).await;
+    runner.snapshot(system_clock()()).unwrap();
+    till_sells(&w, "York", "MUG", 1).await;
+    settle(&w, &mut runner, &[]).await;
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(4));
+
+    let (increment, entity) =
+        checkout(&w, json!({"items": [{"sku": "MUG", "qty": 2, "price": 8}]})).await;
+    invoice(&w, entity).await;
+    let square_order = on_the_till(&w, &mut runner, "York", &increment).await;
+    till_moves(&w, &square_order, json!({"action": "accepted"})).await;
+    settle(&w, &mut runner, &[]).await;
+    till_moves(&w, &square_order, json!({"action": "shipped"})).await;
+
+    // Tick until the shipment is in the outbox, then die at once: its answer is never stored.
+    let store = runner.store_handle();
+    until!(runner, "the shipment sent", {
+        store
+            .commands(Some(RecordState::Sent), 100, 0)
+            .unwrap()
+            .items
+            .iter()
+            .any(|c| c.kind == "create_shipment")
+    });
+    drop(runner);
+    let ship_id = store
+        .commands(Some(RecordState::Sent), 100, 0)
+        .unwrap()
+        .items
+        .iter()
+        .find(|c| c.kind == "create_shipment")
+        .map(|c| c.command_id)
+        .unwrap();
+    for _ in 0..400 {
+        if !shipments(&w, entity).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(shipments(&w, entity).await.len(), 1);
+    assert_eq!(
+        commerce_qty(&w, "MUG", "york").await,
+        d(2),
+        "Magento deducted"
+    );
+    assert!(
+        store
+            .records(&RecordFilter {
+                limit: 1000,
+                ..RecordFilter::default()
+            })
+            .unwrap()
+            .items
+            .iter()
+            .all(|r| !r
+                .payload
+                .to_string()
+                .contains(&format!("\"command\":{ship_id},"))),
+        "no answer of the shipment stored"
+    );
+
+    till_sells(&w, "York", "MUG", 1).await;
+    let before = calls(&w).await.len();
+    let mut runner = assemble(settings(&w, 100), system_clock()).unwrap();
+    settle(&w, &mut runner, &[]).await;
+
+    let shipped = shipments(&w, entity).await;
+    assert_eq!(shipped.len(), 1, "{shipped:?}");
+    for (sku, source, q) in writes_after(&w, before).await {
+        if sku == "MUG" && source == "york" {
+            assert_eq!(q, d(1), "a write after the restart");
+        }
+    }
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(1));
+    assert_eq!(salable(&w, "MUG").await, d(1 + 5 - 1));
     assert_eq!(order(&w, entity).await["state"], json!("complete"));
     assert_eq!(till_orders_for(&w, &increment).await, 1);
 }

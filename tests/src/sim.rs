@@ -115,7 +115,11 @@ pub struct Sim {
     /// snapshot, and every command it executed (the outbox), for a restart from that snapshot.
     inputs_since_snapshot: Vec<(Input, Timestamp)>,
     outbox: BTreeMap<u64, Command>,
+    /// Commands whose answer the service stored (the rest of the outbox stays `sent`).
+    answered: BTreeSet<u64>,
     snapshot: Option<String>,
+    /// Every source-item quantity Commerce accepted, in order: (SKU, source, quantity).
+    pub writes: Vec<(Sku, SourceCode, Decimal)>,
     pub commerce_calls: u64,
     pub faults_injected: u64,
     /// What happened, in order (printed when an invariant fails).
@@ -194,7 +198,9 @@ impl Sim {
             applied: BTreeSet::new(),
             inputs_since_snapshot: Vec::new(),
             outbox: BTreeMap::new(),
+            answered: BTreeSet::new(),
             snapshot: None,
+            writes: Vec::new(),
             commerce_calls: 0,
             faults_injected: 0,
             log: Vec::new(),
@@ -838,6 +844,13 @@ impl Sim {
                     "quantity": i.quantity.to_string().parse::<f64>().unwrap_or(0.0), "status": i.status
                 })).collect::<Vec<_>>()});
                 let (st, b) = self.rest("POST", "/V1/inventory/source-items", Some(body));
+                if st == 200 {
+                    self.writes.extend(
+                        items
+                            .iter()
+                            .map(|i| (i.sku.clone(), i.source.clone(), i.quantity)),
+                    );
+                }
                 self.outcome(st, &b)
             }
             CommandKind::CreateShipment {
@@ -1027,6 +1040,12 @@ impl Sim {
 
     /// Hand an input to the engine, as the service does once it is stored.
     fn feed(&mut self, input: Input, now: Timestamp) {
+        if let Input::Result { command, .. }
+        | Input::Salable { command, .. }
+        | Input::SourceItems { command, .. } = &input
+        {
+            self.answered.insert(*command);
+        }
         self.inputs_since_snapshot.push((input.clone(), now));
         self.engine.handle(input, now);
     }
@@ -1041,7 +1060,8 @@ impl Sim {
     /// The service dies without a closing snapshot, as the runner restarts: the last snapshot
     /// saved (a fresh engine when there is none), ids above every command issued, every input
     /// stored after the snapshot handed over again (answers with the command they answer, as
-    /// the outbox holds it), then `resume`. Answers not delivered yet are lost.
+    /// the outbox holds it), the commands the outbox holds as sent but never answered, then
+    /// `resume`. Answers not delivered yet are lost.
     pub fn crash_and_restore_snapshot(&mut self) {
         self.deliveries.clear();
         let mut engine: Engine = match &self.snapshot {
@@ -1058,9 +1078,62 @@ impl Sim {
                 other => engine.handle(other, at),
             }
         }
+        for (id, cmd) in &self.outbox {
+            if !self.answered.contains(id) {
+                engine.replay_open(cmd.clone(), self.now);
+            }
+        }
         engine.resume(self.now);
         self.engine = engine;
         self.note("CRASH; RESTORED FROM THE LAST SNAPSHOT".to_owned());
+    }
+
+    /// Like [`Sim::run`], but stops right after Commerce executed a shipment, before its answer
+    /// reaches the engine (a crash then loses it). Returns whether a shipment was executed.
+    pub fn run_until_a_shipment_is_executed(&mut self, max_ms: i64) -> bool {
+        let end = self.now.as_millis() + max_ms;
+        loop {
+            self.cron();
+            let outputs = self.engine.poll(self.now);
+            let mut shipped = false;
+            for out in outputs {
+                if let Output::Command(cmd) = out {
+                    shipped |= matches!(cmd.kind, CommandKind::CreateShipment { .. });
+                    for input in self.execute(&cmd) {
+                        self.seq += 1;
+                        self.deliveries
+                            .push((self.now.as_millis() + 50, self.seq, input));
+                    }
+                }
+            }
+            if shipped {
+                return true;
+            }
+            self.deliveries.sort_by_key(|(at, seq, _)| (*at, *seq));
+            if let Some(pos) = self
+                .deliveries
+                .iter()
+                .position(|(at, _, _)| *at <= self.now.as_millis())
+            {
+                let (_, _, input) = self.deliveries.remove(pos);
+                let now = self.now;
+                self.feed(input, now);
+                continue;
+            }
+            let next_delivery = self.deliveries.first().map(|(at, _, _)| *at);
+            let wake = self.engine.next_wakeup(self.now).map(Timestamp::as_millis);
+            let next = match (next_delivery, wake) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => self.now.as_millis() + 100,
+            };
+            let next = next.max(self.now.as_millis() + 1);
+            if next > end {
+                return false;
+            }
+            self.now = Timestamp::from_millis(next);
+        }
     }
 
     /// Magento's cron: the MSI queue consumers, every five simulated seconds.

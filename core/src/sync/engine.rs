@@ -2309,6 +2309,77 @@ impl Engine {
         self.on_result(id, outcome, now);
     }
 
+    /// A command the outbox holds as sent but never answered, handed over while the engine is
+    /// rebuilt from the store, after every record stored after the snapshot (and before
+    /// [`Engine::resume`]).
+    ///
+    /// The service may have died after Commerce executed it but before its answer was stored.
+    /// For a shipment that matters: Magento has deducted the shipped units from the source,
+    /// but the restored engine still counts them in flight, and if it decided a push for the
+    /// same source item before the shipment decided again is answered (say a walk-in sale
+    /// made the till's figure plus the units in flight differ from what Commerce held), the
+    /// push would write the shipped units back, and the shipment, answered from what Commerce
+    /// already holds, would not take them out again. So the shipment the order is waiting to
+    /// make (its key names the parcel) is adopted as in flight, holding its source items like
+    /// a sent shipment: `resume` sends it again under its idempotency key (Commerce acts once)
+    /// and no push for those items is decided until it is answered. Any other command changes
+    /// nothing here: pushes are absolute and decided again, the rest acts on orders, not on
+    /// quantities.
+    pub fn replay_open(&mut self, command: Command, now: Timestamp) {
+        let id = command.id;
+        if self.in_flight.contains_key(&id) {
+            return;
+        }
+        let CommandKind::CreateShipment { order, source, .. } = &command.kind else {
+            return;
+        };
+        let Some(flow) = self.orders.get(order) else {
+            return;
+        };
+        let ShipmentState::Pending {
+            lines,
+            command: None,
+            ..
+        } = &flow.shipment
+        else {
+            return; // not waiting, or another command holds the parcel
+        };
+        if flow.source.as_ref() != Some(source)
+            || command.idempotency_key != format!("ship:{order}:{source}:{}", flow.shipments + 1)
+        {
+            return;
+        }
+        let keys: Vec<StockKey> = lines
+            .iter()
+            .map(|(s, _)| StockKey::new(s.clone(), source.clone()))
+            .collect();
+        if keys.iter().any(|k| {
+            self.ledger
+                .get(k)
+                .is_some_and(|e| matches!(e.busy, Some(Busy::Shipment { .. })))
+        }) {
+            return; // one mutation per source item: another shipment holds it
+        }
+        let order = order.clone();
+        for k in &keys {
+            // A push still in flight from the snapshot is released by `resume`.
+            self.entry(k).busy = Some(Busy::Shipment { command: id });
+        }
+        if let Some(f) = self.orders.get_mut(&order)
+            && let ShipmentState::Pending { command, .. } = &mut f.shipment
+        {
+            *command = Some(id);
+        }
+        self.in_flight.insert(
+            id,
+            InFlightCommand {
+                command,
+                sent_at: now,
+                keys: Vec::new(),
+            },
+        );
+    }
+
     /// After a restart: the commands that were in flight when the service stopped are sent again
     /// (their idempotency keys make that safe), and a reconciliation sweep is requested.
     pub fn resume(&mut self, now: Timestamp) {
@@ -2319,7 +2390,10 @@ impl Engine {
                 // Absolute writes: release the keys; the next push carries the newest target.
                 for (key, _, records, since) in c.keys {
                     let e = self.entry(&key);
-                    e.busy = None;
+                    // A shipment adopted by `replay_open` holds the key now.
+                    if e.busy == Some(Busy::Push { command: cmd.id }) {
+                        e.busy = None;
+                    }
                     e.sending = None;
                     e.commerce = None;
                     e.unknown_after_send = false;

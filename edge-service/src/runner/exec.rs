@@ -172,8 +172,31 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                         .collect(),
                     baseline: None,
                 };
+                let k = key(cmd)?;
+                if cmd.attempt > 1 {
+                    // Sent before (a restart sends a shipment again when its answer was never
+                    // stored): the first attempt may have been executed. Magento would refuse
+                    // a second shipment of a fully shipped order, or create a second one of a
+                    // parcel: a shipment carrying the key's marker is this one.
+                    let marker = k.marker();
+                    let found = ctx
+                        .commerce
+                        .shipments(&SearchCriteria::new().eq("order_id", *entity_id))
+                        .await
+                        .map_err(|e| commerce_outcome(&e))?;
+                    if found
+                        .items
+                        .iter()
+                        .any(|s| s.comments.iter().any(|c| c.comment.contains(&marker)))
+                    {
+                        return Ok(vec![Input::Result {
+                            command: id,
+                            outcome: ok(started),
+                        }]);
+                    }
+                }
                 ctx.commerce
-                    .ship(&key(cmd)?, mage::sales::OrderId(*entity_id), &request)
+                    .ship(&k, mage::sales::OrderId(*entity_id), &request)
                     .await
                     .map_err(|e| commerce_outcome(&e))?;
                 Ok(vec![Input::Result {

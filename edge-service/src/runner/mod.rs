@@ -358,7 +358,7 @@ impl Runner {
         for out in outputs {
             match out {
                 Output::Journal(j) => journal.push(j),
-                Output::Command(cmd) => {
+                Output::Command(mut cmd) => {
                     busy = true;
                     match self.store.put_command(&cmd, now) {
                         Ok(()) => {}
@@ -373,7 +373,8 @@ impl Runner {
                                 continue;
                             }
                             // Still open: run it again; the idempotency key makes the POS and
-                            // Commerce act once.
+                            // Commerce act once (as a repeat: it may have been executed).
+                            cmd.attempt = cmd.attempt.max(2);
                         }
                         Err(e) => return Err(e.into()),
                     }
