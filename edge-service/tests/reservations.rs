@@ -148,6 +148,7 @@ on_both_backends!(
     click_and_collect_goes_to_the_chosen_store_and_clears_its_reservation,
     a_multi_line_order_ships_in_one_parcel_from_the_store,
     a_split_order_ships_parcel_by_parcel_each_its_own_shipment,
+    the_rest_of_a_split_order_cancelled_at_the_till_is_raised_until_commerce_refunds_it,
     cancel_after_pick_withdraws_the_fulfilment_and_releases_the_reservation,
     cancel_racing_the_handover_raises_one_exception_and_follows_the_till,
     refund_with_return_to_stock_keeps_commerce_on_the_till_figure,
@@ -1162,6 +1163,96 @@ async fn a_split_order_ships_parcel_by_parcel_each_its_own_shipment(db: Db) {
     assert_eq!(salable(&w, "TEE").await, d(6 - 1));
     assert_eq!(runner.engine().stats().shipments_created, 2);
     assert_eq!(till_orders_for(&w, &increment).await, 1);
+    assert!(violations(&w, &runner, &[]).await.is_empty());
+}
+
+async fn the_rest_of_a_split_order_cancelled_at_the_till_is_raised_until_commerce_refunds_it(
+    db: Db,
+) {
+    let w = world(
+        db,
+        &[
+            ("York", "MUG", 5),
+            ("York", "TEE", 3),
+            ("Leeds", "MUG", 4),
+            ("Leeds", "TEE", 4),
+        ],
+        1,
+    )
+    .await;
+    let mut runner = start(&w).await;
+    let (increment, entity) = checkout(
+        &w,
+        json!({"items": [
+            {"sku": "MUG", "qty": 2, "price": 8},
+            {"sku": "TEE", "qty": 1, "price": 15}
+        ]}),
+    )
+    .await;
+    invoice(&w, entity).await;
+    let square_order = on_the_till(&w, &mut runner, "York", &increment).await;
+    till_moves(&w, &square_order, json!({"action": "accepted"})).await;
+    let parts = till_splits(
+        &w,
+        &square_order,
+        json!([[{"sku": "MUG", "quantity": "2"}], [{"sku": "TEE", "quantity": "1"}]]),
+    )
+    .await;
+    till_moves(
+        &w,
+        &square_order,
+        json!({"action": "shipped", "fulfillment_uid": parts[0]}),
+    )
+    .await;
+    settle(&w, &mut runner, &[]).await;
+    assert_eq!(shipments(&w, entity).await.len(), 1);
+
+    // The tee turns out to be damaged: the store cancels that part. Commerce still reserves
+    // it, and someone has to decide: the order is raised with what is left.
+    till_moves(
+        &w,
+        &square_order,
+        json!({"action": "cancelled", "fulfillment_uid": parts[1]}),
+    )
+    .await;
+    let refused = (Reason::PosRefused, format!("order {increment}"));
+    settle(&w, &mut runner, std::slice::from_ref(&refused)).await;
+    let open: Vec<_> = runner
+        .engine()
+        .exceptions()
+        .filter(|e| e.reason == Reason::PosRefused && e.subject == refused.1)
+        .cloned()
+        .collect();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].message.contains("TEE × 1"), "{}", open[0].message);
+    assert!(!open[0].message.contains("MUG"), "{}", open[0].message);
+    assert_eq!(open_web_demand(&w, "TEE").await, d(1));
+    assert_eq!(
+        commerce_qty(&w, "TEE", "york").await,
+        d(3),
+        "the tee is on York's shelf"
+    );
+
+    // Customer service refunds the tee in Commerce: the reservation goes, the exception too,
+    // and York's source keeps the till's figure.
+    let o = order(&w, entity).await;
+    let item = item_id(&o, "TEE");
+    rest_post(
+        &w,
+        &format!("order/{entity}/refund"),
+        json!({"items": [{"order_item_id": item, "qty": 1}], "arguments": {"shipping_amount": 0}}),
+    )
+    .await;
+    settle(&w, &mut runner, &[]).await;
+    assert!(
+        !runner.engine().exceptions().any(|e| e.subject == refused.1),
+        "resolved"
+    );
+    assert_eq!(open_web_demand(&w, "TEE").await, d(0));
+    assert_eq!(commerce_qty(&w, "TEE", "york").await, d(3));
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(3));
+    assert_eq!(salable(&w, "TEE").await, d(7 - 1));
+    assert_eq!(shipments(&w, entity).await.len(), 1);
     assert!(violations(&w, &runner, &[]).await.is_empty());
 }
 

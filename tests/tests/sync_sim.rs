@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use rust_decimal::Decimal;
-use tillbridge_core::pos::FulfilmentState::{Accepted, Completed, Ready, Rejected};
+use tillbridge_core::pos::FulfilmentState::{Accepted, Cancelled, Completed, Ready, Rejected};
 use tillbridge_core::sync::{Delivery, Reason};
 use tillbridge_tests::sim::{Faults, Sim, StoreSpec};
 
@@ -567,4 +567,44 @@ fn a_start_against_a_commerce_that_already_holds_the_tills_figures_writes_only_w
     assert_eq!(sim.commerce_qty("MUG", "york"), d(3));
     assert_eq!(sim.commerce_qty("TEE", "york"), d(5));
     assert_eq!(sim.engine.stats().items_written, 1, "{:#?}", sim.log);
+}
+
+#[test]
+fn the_rest_of_a_split_order_cancelled_at_the_till_is_raised_and_released_by_a_commerce_cancel() {
+    let mut sim = world(29, 5);
+    sim.web_order("100000029", Delivery::Ship, &[("MUG", 2), ("TEE", 1)])
+        .unwrap();
+    sim.run(60_000);
+    assert_eq!(routed_to(&sim, "100000029"), "york");
+    sim.store_moves("100000029", Accepted, None);
+    sim.run(30_000);
+    // The mugs go in a parcel of their own; then the store cancels the part with the tee.
+    sim.store_hands_over("100000029", &[("MUG", 2)]);
+    sim.run(120_000);
+    sim.store_moves("100000029", Cancelled, None);
+    sim.run(120_000);
+    sim.assert_consistent("rest cancelled at the till");
+    let open: Vec<_> = sim
+        .engine
+        .exceptions()
+        .filter(|e| e.reason == Reason::PosRefused && e.subject == "order 100000029")
+        .collect();
+    assert_eq!(open.len(), 1, "{:#?}", sim.log);
+    assert!(open[0].message.contains("TEE × 1"), "{}", open[0].message);
+    assert!(!open[0].message.contains("MUG"), "{}", open[0].message);
+    assert_eq!(sim.open_web_demand("TEE"), d(1), "still reserved");
+    // Customer service cancels the rest in Commerce: the reservation goes, so does the exception.
+    sim.commerce_cancel("100000029");
+    sim.run(120_000);
+    sim.assert_consistent("rest cancelled in Commerce");
+    assert_eq!(sim.open_web_demand("TEE"), d(0));
+    assert!(
+        !sim.engine
+            .exceptions()
+            .any(|e| e.subject == "order 100000029"),
+        "resolved: {:#?}\n{:#?}",
+        sim.engine.exceptions().collect::<Vec<_>>(),
+        sim.log
+    );
+    assert_eq!(sim.commerce_qty("MUG", "york"), d(3));
 }

@@ -682,6 +682,19 @@ impl Engine {
             }
             return;
         }
+        // The rest of a split order the store would not hand over: settled once Commerce no
+        // longer expects it (cancelled or refunded there).
+        if self.orders.get(&id).is_some_and(|f| {
+            f.fulfilment == Some(FulfilmentState::Completed)
+                && units_left_after_handovers(f).is_empty()
+        }) {
+            self.resolve(
+                now,
+                &format!("order {id}"),
+                Reason::PosRefused,
+                "nothing is left to hand over: Commerce cancelled or refunded the rest",
+            );
+        }
         if !routed && !finished {
             self.route(&id, &record, now);
         } else {
@@ -814,6 +827,19 @@ impl Engine {
         };
         let source = flow.source.clone();
         match (flow.fulfilment, source, flow.cancel_sent) {
+            // Every parcel the store handed over has shipped: Commerce cancelled the rest (what
+            // the store would not hand over), and nothing at the store is affected.
+            (Some(FulfilmentState::Completed), _, _)
+                if flow.shipments > 0
+                    && flow.handovers.is_empty()
+                    && !matches!(flow.shipment, ShipmentState::Pending { .. }) =>
+            {
+                self.record(
+                    record,
+                    RecordState::Settled,
+                    format!("order {id}: the rest cancelled in Commerce; every parcel handed over has shipped"),
+                );
+            }
             (Some(FulfilmentState::Completed), _, _) => {
                 self.record(
                     record,
@@ -960,6 +986,44 @@ impl Engine {
         let another_parcel = current == FulfilmentState::Completed
             && state == FulfilmentState::Completed
             && lines.is_some();
+        // The store handed over part of a split order, then cancelled (or could not do) the
+        // rest: what is left stays reserved in Commerce until someone decides.
+        if current == FulfilmentState::Completed
+            && matches!(
+                state,
+                FulfilmentState::Rejected | FulfilmentState::Cancelled | FulfilmentState::Failed
+            )
+            && !flow.cancel_sent
+        {
+            let left = units_left_after_handovers(flow);
+            if !left.is_empty() {
+                let name = flow.source.as_ref().map_or_else(String::new, |s| {
+                    self.cfg
+                        .routing
+                        .source(s)
+                        .map_or_else(|| s.to_string(), |r| r.name.clone())
+                });
+                let listed = left
+                    .iter()
+                    .map(|(sku, q)| format!("{sku} × {}", q.normalize()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                flow.records.push(record.clone());
+                self.record(
+                    &record,
+                    RecordState::Stalled,
+                    format!("the store will not hand over the rest: {listed}"),
+                );
+                self.raise(
+                    now,
+                    format!("order {id}"),
+                    Reason::PosRefused,
+                    format!("{name} handed over part of order {id} and {} the rest ({listed}), which Commerce still reserves. Cancel those lines in Commerce (a credit memo or cancelling the order releases the reservation), or ship them from elsewhere.", match state { FulfilmentState::Rejected => "declined", FulfilmentState::Failed => "could not fulfil", _ => "cancelled" }),
+                    vec![record.clone()],
+                );
+                return;
+            }
+        }
         if flow.fulfilment.is_some() && !another_parcel && !current.can_become(state) {
             self.record(
                 &record,
@@ -2439,4 +2503,29 @@ impl Engine {
         }
         at.map(|t| Timestamp::from_millis(t.max(now.as_millis())))
     }
+}
+
+/// Units of an order Commerce still expects to ship that no store has handed over: open lines
+/// (ordered − shipped − cancelled − refunded) less the parcels handed over whose shipment is
+/// queued or in progress.
+fn units_left_after_handovers(flow: &super::orders::OrderFlow) -> Vec<(Sku, Decimal)> {
+    let mut left: Vec<(Sku, Decimal)> = Vec::new();
+    for l in &flow.order.lines {
+        let open = (l.open() - l.qty_refunded).max(Decimal::ZERO);
+        match left.iter_mut().find(|(s, _)| *s == l.sku) {
+            Some((_, q)) => *q += open,
+            None => left.push((l.sku.clone(), open)),
+        }
+    }
+    let mut handed: Vec<&(Sku, Decimal)> = flow.handovers.iter().flat_map(|p| p.0.iter()).collect();
+    if let ShipmentState::Pending { lines, .. } = &flow.shipment {
+        handed.extend(lines.iter());
+    }
+    for (sku, q) in handed {
+        if let Some((_, open)) = left.iter_mut().find(|(s, _)| s == sku) {
+            *open = (*open - *q).max(Decimal::ZERO);
+        }
+    }
+    left.retain(|(_, q)| *q > Decimal::ZERO);
+    left
 }

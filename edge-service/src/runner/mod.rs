@@ -826,8 +826,13 @@ impl Runner {
             }
             // Once a part went on its own, the parts are the hand-overs: the order's own state
             // (where its least advanced part is; completed when the last part is) adds nothing
-            // the engine could act on.
-            if !moved || split {
+            // the engine could act on, except that the store will not hand over the rest
+            // (every open part cancelled, rejected or failed).
+            let refused = matches!(
+                status.state,
+                FulfilmentState::Rejected | FulfilmentState::Cancelled | FulfilmentState::Failed
+            );
+            if !moved || (split && !refused) {
                 continue;
             }
             let ext = format!("{order}:{}:{:?}", status.version, status.state);
