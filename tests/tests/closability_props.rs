@@ -21,7 +21,7 @@
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use tillbridge_core::php::round2;
-use tillbridge_core::sales::closability::{PlannedDocument, predict};
+use tillbridge_core::sales::closability::{PlanChange, PlannedDocument, predict};
 use tillbridge_core::sales::model::{Order, OrderItem, OrderState, SalesConfig, ShippingDisplay};
 use tillbridge_core::sales::{Adjustment, CreditmemoRequest, InvoiceRequest};
 use tillbridge_core::tax::Algorithm;
@@ -439,4 +439,144 @@ proptest! {
         prop_assert!((sum.value - left.value).abs() < Decimal::new(1, 4), "{sum:?} vs {left:?}");
         prop_assert!((sum.base - left.base).abs() < Decimal::new(1, 4));
     }
+}
+
+/// Two memos post shipping `0` (each refunds a negative shipping discount) and the first one an
+/// extra 0.62 adjustment; 95.15 (base 87.83) of 147.90 (base 136.51) is refunded. The last memo
+/// on the full remaining shipping collects 54.5631 (base 50.37), so its adjustments must net
+/// −1.81 in the order currency (95.15 + 54.5631 − x rounds to 147.90 only for x in
+/// (1.8081, 1.8181]) and at least −1.69 in base (87.83 + 50.37 − n ≤ 136.51). Each side is
+/// converted as `round(base × 1.0833)`, at most half a cent off, so a base net of 1.69 or more
+/// is at least 1.0833 × 1.69 − 0.01 = 1.8208 in the order currency: no adjustment pair closes
+/// the order on the full shipping. Six cents less shipping moves the unrounded shipping
+/// discount against the rounded shipping, and 0.07 / 1.74 then lands both currencies.
+#[test]
+fn the_last_memo_refunds_a_few_cents_less_shipping_when_earlier_memos_overdrew_the_base() {
+    let d = |s: &str| -> Decimal { s.parse().expect("a decimal") };
+    let spec = OrderSpec {
+        lines: vec![
+            LineSpec {
+                qty: 2,
+                price: d("39.0781"),
+                tax_percent: d("5.9125"),
+                discounted: false,
+            },
+            LineSpec {
+                qty: 1,
+                price: d("142.563"),
+                tax_percent: d("8.25"),
+                discounted: true,
+            },
+        ],
+        discount_percent: Some(d("71")),
+        shipping: Some(d("25.81")),
+        shipping_taxed: true,
+        discount_on_shipping: true,
+        display: ShippingDisplay::Both,
+        tax_after_discount: true,
+        rate: d("1.0833"),
+    };
+    let p = PlanSpec {
+        first_invoice: vec![0, 0],
+        memo_of_unit: vec![vec![0, 1], vec![0]],
+        memos: 2,
+        shipping: ShippingPlan::Never,
+        extra_refund: Some((0, 62)),
+    };
+    let order = build_order(&spec);
+    let plan = build_plan(&order, &p);
+    let report = predict(&order, &plan).expect("a valid plan");
+    assert!(!report.run.closes);
+    let proposal = report.proposal.expect("a proposal");
+    assert_eq!(
+        proposal.changes,
+        vec![
+            PlanChange::SetShipping {
+                document: 2,
+                from: Some(Decimal::ZERO),
+                to: Some(d("25.75")),
+            },
+            PlanChange::SetAdjustmentPositive {
+                document: 2,
+                from: None,
+                to: Some(Adjustment::Amount(d("0.07"))),
+            },
+            PlanChange::SetAdjustmentNegative {
+                document: 2,
+                from: None,
+                to: Some(Adjustment::Amount(d("1.74"))),
+            },
+        ]
+    );
+    assert!(proposal.verified.closes);
+    assert!(proposal.verified.rejections().next().is_none());
+    assert_eq!(
+        proposal.verified.leftover().value.round_dp(4),
+        Decimal::ZERO
+    );
+}
+
+/// The first memo leaves the shipping to Magento and refunds all of it; the later two leave it
+/// to Magento too and, with no shipping left, still take the whole shipping discount (1.365 base)
+/// off again. At 1.5 a base cent converts to 0.015, so a one-sided adjustment on what is left
+/// cannot land the order currency. Posting shipping `0` on the last memo (a negative shipping
+/// discount instead), with the first memo refunding a cent less shipping, leaves a remainder a
+/// 1.11 adjustment lands.
+#[test]
+fn the_last_memo_posts_shipping_zero_when_no_shipping_is_left_and_leaving_it_to_magento_cannot_close()
+ {
+    let d = |s: &str| -> Decimal { s.parse().expect("a decimal") };
+    let spec = OrderSpec {
+        lines: vec![LineSpec {
+            qty: 6,
+            price: d("109.2123"),
+            tax_percent: d("19.6"),
+            discounted: true,
+        }],
+        discount_percent: Some(d("6")),
+        shipping: Some(d("22.75")),
+        shipping_taxed: true,
+        discount_on_shipping: true,
+        display: ShippingDisplay::ExcludingTax,
+        tax_after_discount: true,
+        rate: d("1.5"),
+    };
+    let p = PlanSpec {
+        first_invoice: vec![0],
+        memo_of_unit: vec![vec![0, 0, 0, 2, 0, 1]],
+        memos: 3,
+        shipping: ShippingPlan::LeftToMagento,
+        extra_refund: None,
+    };
+    let order = build_order(&spec);
+    let plan = build_plan(&order, &p);
+    let report = predict(&order, &plan).expect("a valid plan");
+    assert!(!report.run.closes);
+    let proposal = report.proposal.expect("a proposal");
+    assert_eq!(
+        proposal.changes,
+        vec![
+            PlanChange::SetShipping {
+                document: 1,
+                from: None,
+                to: Some(d("22.74")),
+            },
+            PlanChange::SetShipping {
+                document: 3,
+                from: None,
+                to: Some(Decimal::ZERO),
+            },
+            PlanChange::SetAdjustmentPositive {
+                document: 3,
+                from: None,
+                to: Some(Adjustment::Amount(d("1.11"))),
+            },
+        ]
+    );
+    assert!(proposal.verified.closes);
+    assert!(proposal.verified.rejections().next().is_none());
+    assert_eq!(
+        proposal.verified.leftover().value.round_dp(4),
+        Decimal::ZERO
+    );
 }

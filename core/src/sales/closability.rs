@@ -17,7 +17,10 @@
 //!   and the remaining shipping, and an `adjustment_positive` / `adjustment_negative` sized so
 //!   that `total_refunded` lands on `round(total_paid)` — chosen among candidates that respect
 //!   Magento's validations (no refund above the amount paid in base currency, a valid grand
-//!   total) and **verified** by running the changed plan again.
+//!   total) and **verified** by running the changed plan again. When no adjustment pair lands
+//!   both currencies on the full shipping (earlier memos refunded more in base currency than
+//!   their order-currency amounts convert to), the last memo refunds the fewest cents less
+//!   shipping that let one do (up to a dollar).
 //!
 //! Closing means what Magento decides: every unit invoiced and refunded (nothing left to ship;
 //! shipments are not modelled) and `canCreditmemo()` false, i.e. the order-currency leftover
@@ -812,34 +815,47 @@ fn last_memo_index(plan: &[PlannedDocument]) -> Option<usize> {
 
 fn propose(order: &Order, plan: &[PlannedDocument], fin: &Order) -> Result<Proposal, String> {
     let left = state::refundable_leftover(fin);
+    let lasts: Vec<(u8, LastMemo)> = structural_bases(order, plan, fin)
+        .into_iter()
+        .filter_map(|(tier, base)| Some((tier, LastMemo::prepare(order, base)?)))
+        .collect();
     // Candidates by tier (simplest changes first); the first tier with a candidate that closes
     // cleanly wins, and within it the fewest and smallest changes.
     let mut tiers: BTreeMap<u8, Vec<Candidate>> = BTreeMap::new();
-    for (base_tier, base) in structural_bases(order, plan, fin) {
-        for (offset, cand) in last_memo_candidates(order, &base) {
+    for (base_tier, last) in &lasts {
+        for (offset, cand) in last.candidates() {
             tiers.entry(base_tier + offset).or_default().push(cand);
         }
     }
     let mut tried = 0usize;
     for candidates in tiers.into_values() {
-        let mut best: Option<((usize, Decimal), Candidate, PlanRun)> = None;
-        for cand in candidates {
-            tried += 1;
-            let (run, _) = run_plan(order, &cand.plan);
-            if !(run.closes && run.rejections().next().is_none()) {
-                continue;
-            }
-            let score = (change_weight(&cand.changes), adjustment_size(&cand.changes));
-            if best.as_ref().is_none_or(|(s, _, _)| score < *s) {
-                best = Some((score, cand, run));
-            }
+        if let Some(p) = best_closing(order, candidates, &mut tried) {
+            return Ok(p);
         }
-        if let Some((_, cand, run)) = best {
-            return Ok(Proposal {
-                plan: cand.plan,
-                changes: cand.changes,
-                verified: run,
-            });
+    }
+    // Then the last memo posts "no shipping" the other way: `0` where the plan left the
+    // shipping to Magento, or the other way round. With no shipping left, a memo that leaves
+    // it to Magento still takes the whole shipping discount off again (the discount collector
+    // reads the order's shipping incl. tax − shipping tax), while a posted `0` refunds a
+    // negative shipping discount (magento/magento2 #19899): a different sub-cent remainder
+    // for the adjustments to work with.
+    let candidates: Vec<Candidate> = lasts
+        .iter()
+        .flat_map(|(_, last)| last.no_shipping_posted_otherwise())
+        .collect();
+    if let Some(p) = best_closing(order, candidates, &mut tried) {
+        return Ok(p);
+    }
+    // Then the last memo refunds less of the remaining shipping, a cent more at a time, with
+    // the adjustments that land `total_refunded` on `round(total_paid)`: the smallest departure
+    // from "all the shipping" that closes wins.
+    for cents in FIRST_SEARCHED_SHIPPING_CENTS..=SHIPPING_SEARCH_MAX_CENTS {
+        let candidates: Vec<Candidate> = lasts
+            .iter()
+            .flat_map(|(_, last)| last.shipping_below(cents))
+            .collect();
+        if let Some(p) = best_closing(order, candidates, &mut tried) {
+            return Ok(p);
         }
     }
     Err(format!(
@@ -852,6 +868,28 @@ fn propose(order: &Order, plan: &[PlannedDocument], fin: &Order) -> Result<Propo
             "the plan needs a manual review"
         }
     ))
+}
+
+/// Of `candidates`, the one whose run closes the order with no refused document and the fewest
+/// and smallest changes, verified.
+fn best_closing(order: &Order, candidates: Vec<Candidate>, tried: &mut usize) -> Option<Proposal> {
+    let mut best: Option<((usize, Decimal), Candidate, PlanRun)> = None;
+    for cand in candidates {
+        *tried += 1;
+        let (run, _) = run_plan(order, &cand.plan);
+        if !(run.closes && run.rejections().next().is_none()) {
+            continue;
+        }
+        let score = (change_weight(&cand.changes), adjustment_size(&cand.changes));
+        if best.as_ref().is_none_or(|(s, _, _)| score < *s) {
+            best = Some((score, cand, run));
+        }
+    }
+    best.map(|(_, cand, run)| Proposal {
+        plan: cand.plan,
+        changes: cand.changes,
+        verified: run,
+    })
 }
 
 /// How much a list of changes departs from the plan: leaving a document out weighs most.
@@ -981,14 +1019,22 @@ fn structural_bases(order: &Order, plan: &[PlannedDocument], fin: &Order) -> Vec
 
     // Variants: an earlier memo refunds a cent or three less shipping and the last memo the
     // rest, which shifts the order-currency rounding of the shipping split (multi-currency).
+    // A memo that left the shipping to Magento refunded what was left; the variant posts it.
     let last = last_memo_index(&base.plan).unwrap_or(0);
-    let earlier = base.plan[..last].iter().rposition(|d| {
-        matches!(d, PlannedDocument::Creditmemo(r) if r.shipping_amount.is_some_and(|s| s > Decimal::ZERO))
+    let earlier = (0..last).rev().find_map(|k| {
+        let PlannedDocument::Creditmemo(r) = &base.plan[k] else {
+            return None;
+        };
+        let s = match r.shipping_amount {
+            Some(s) => s,
+            None => {
+                let (_, before) = run_plan(order, &base.plan[..k]);
+                admin_default_shipping_amount(&before).ok()?
+            }
+        };
+        (s > Decimal::ZERO).then(|| (k, r.clone(), s))
     });
-    if let Some(k) = earlier
-        && let PlannedDocument::Creditmemo(r) = &base.plan[k]
-        && let Some(s) = r.shipping_amount
-    {
+    if let Some((k, r, s)) = earlier {
         for cents in 1..=3 {
             let v = s - Decimal::new(cents, 2);
             if v < Decimal::ZERO {
@@ -1000,7 +1046,7 @@ fn structural_bases(order: &Order, plan: &[PlannedDocument], fin: &Order) -> Vec
             c.plan[k] = PlannedDocument::Creditmemo(memo);
             c.changes.push(PlanChange::SetShipping {
                 document: k,
-                from: Some(s),
+                from: r.shipping_amount,
                 to: Some(v),
             });
             out.push((3, c));
@@ -1016,105 +1062,221 @@ fn memo_at(plan: &[PlannedDocument], m: usize) -> CreditmemoRequest {
     }
 }
 
-/// Candidates for the last memo: refund every remaining unit and the remaining shipping, then
-/// the adjustments that land `total_refunded` on `round(total_paid)`, also with the shipping
-/// refund a cent or two lower (multi-currency rounding).
-fn last_memo_candidates(order: &Order, base: &Candidate) -> Vec<(u8, Candidate)> {
-    let Some(m) = last_memo_index(&base.plan) else {
-        return Vec::new();
-    };
-    let (_, before) = run_plan(order, &base.plan[..m]);
-    let planned = memo_at(&base.plan, m);
-    let mut memo = planned.clone();
-    let mut changes = base.changes.clone();
+/// The first shipping reduction (base cents below the remaining shipping) that the second pass
+/// of [`propose`] tries; [`LastMemo::candidates`] tries the ones before it.
+const FIRST_SEARCHED_SHIPPING_CENTS: i64 = 3;
 
-    // Every remaining unit.
-    if !planned.qtys.is_empty()
-        || before
-            .items
-            .iter()
-            .any(|i| i.qty_to_refund() > Decimal::ZERO)
-    {
-        let mut qtys = BTreeMap::new();
-        for oi in &before.items {
-            let want = oi.qty_to_refund().normalize();
-            let had = if planned.qtys.is_empty() {
-                want
-            } else {
-                planned
-                    .qtys
-                    .get(&oi.item_id)
-                    .copied()
-                    .unwrap_or(Decimal::ZERO)
-            };
-            if had != want {
-                changes.push(PlanChange::SetQty {
-                    document: m,
-                    order_item_id: oi.item_id,
-                    from: had,
-                    to: want,
-                });
-            }
-            qtys.insert(oi.item_id, want);
-        }
-        memo.qtys = qtys;
-    }
-    // The remaining shipping, as the admin pre-fills it.
-    let default_shipping = admin_default_shipping_amount(&before).ok();
-    if let (Some(posted), Some(default)) = (planned.shipping_amount, default_shipping)
-        && posted != default
-    {
-        memo.shipping_amount = Some(default);
-        changes.push(PlanChange::SetShipping {
-            document: m,
-            from: Some(posted),
-            to: Some(default),
-        });
-    }
+/// How far below the remaining shipping the second pass of [`propose`] searches the last memo's
+/// shipping refund, in base cents.
+///
+/// Each posted cent of shipping moves the memo's order-currency total against its base total by
+/// a fraction of a cent: Magento rounds the order-currency shipping on its own
+/// (`round(shipping × ratio)`) and leaves the pro-rata shipping discount unrounded. When earlier
+/// memos refunded more in base currency than their order-currency amounts convert to (a posted
+/// shipping `0` refunds a negative shipping discount; adjustments are rounded per currency),
+/// no adjustment pair on the full shipping lands both currencies (the base side would refund
+/// more than was paid); a few cents less shipping does.
+const SHIPPING_SEARCH_MAX_CENTS: i64 = 100;
 
-    let with = |memo: &CreditmemoRequest, changes: Vec<PlanChange>| {
-        let mut plan = base.plan.clone();
-        plan[m] = PlannedDocument::Creditmemo(memo.clone());
-        Candidate { plan, changes }
-    };
-    let mut out = vec![(0u8, with(&memo, changes.clone()))];
+/// The last credit memo of a base plan, prepared: the order before it, and the memo refunding
+/// every remaining unit and the remaining shipping (as the admin pre-fills it).
+struct LastMemo {
+    base: Candidate,
+    /// Index of the memo in the plan.
+    m: usize,
+    before: Order,
+    planned: CreditmemoRequest,
+    memo: CreditmemoRequest,
+    /// The base's changes, the quantities and the shipping set on the memo.
+    changes: Vec<PlanChange>,
+    default_shipping: Option<Decimal>,
+}
 
-    // Adjustments, for the shipping refund as planned above and a cent or two off it.
-    let is_shipping =
-        |c: &PlanChange| matches!(c, PlanChange::SetShipping { document, .. } if *document == m);
-    let default_change = changes.iter().find(|c| is_shipping(c)).cloned();
-    let other_changes: Vec<PlanChange> = changes
-        .iter()
-        .filter(|c| !is_shipping(c))
-        .cloned()
-        .collect();
-    let mut shipping_options = vec![(1u8, memo.shipping_amount, default_change)];
-    if let Some(s) = memo.shipping_amount.filter(|s| *s > Decimal::ZERO) {
-        for delta in [Decimal::new(-1, 2), Decimal::new(-2, 2), Decimal::new(1, 2)] {
-            let v = s + delta;
-            if v >= Decimal::ZERO {
-                let change = PlanChange::SetShipping {
-                    document: m,
-                    from: planned.shipping_amount,
-                    to: Some(v),
+impl LastMemo {
+    fn prepare(order: &Order, base: Candidate) -> Option<LastMemo> {
+        let m = last_memo_index(&base.plan)?;
+        let (_, before) = run_plan(order, &base.plan[..m]);
+        let planned = memo_at(&base.plan, m);
+        let mut memo = planned.clone();
+        let mut changes = base.changes.clone();
+
+        // Every remaining unit.
+        if !planned.qtys.is_empty()
+            || before
+                .items
+                .iter()
+                .any(|i| i.qty_to_refund() > Decimal::ZERO)
+        {
+            let mut qtys = BTreeMap::new();
+            for oi in &before.items {
+                let want = oi.qty_to_refund().normalize();
+                let had = if planned.qtys.is_empty() {
+                    want
+                } else {
+                    planned
+                        .qtys
+                        .get(&oi.item_id)
+                        .copied()
+                        .unwrap_or(Decimal::ZERO)
                 };
-                shipping_options.push((2, Some(v), Some(change)));
+                if had != want {
+                    changes.push(PlanChange::SetQty {
+                        document: m,
+                        order_item_id: oi.item_id,
+                        from: had,
+                        to: want,
+                    });
+                }
+                qtys.insert(oi.item_id, want);
             }
+            memo.qtys = qtys;
+        }
+        // The remaining shipping, as the admin pre-fills it.
+        let default_shipping = admin_default_shipping_amount(&before).ok();
+        if let (Some(posted), Some(default)) = (planned.shipping_amount, default_shipping)
+            && posted != default
+        {
+            memo.shipping_amount = Some(default);
+            changes.push(PlanChange::SetShipping {
+                document: m,
+                from: Some(posted),
+                to: Some(default),
+            });
+        }
+        Some(LastMemo {
+            base,
+            m,
+            before,
+            planned,
+            memo,
+            changes,
+            default_shipping,
+        })
+    }
+
+    fn with(&self, memo: &CreditmemoRequest, changes: Vec<PlanChange>) -> Candidate {
+        let mut plan = self.base.plan.clone();
+        plan[self.m] = PlannedDocument::Creditmemo(memo.clone());
+        Candidate { plan, changes }
+    }
+
+    fn is_shipping_change(&self, c: &PlanChange) -> bool {
+        matches!(c, PlanChange::SetShipping { document, .. } if *document == self.m)
+    }
+
+    fn set_shipping(&self, to: Decimal) -> PlanChange {
+        PlanChange::SetShipping {
+            document: self.m,
+            from: self.planned.shipping_amount,
+            to: Some(to),
         }
     }
-    for (tier, shipping, shipping_change) in shipping_options {
-        let mut probe = memo.clone();
+
+    /// The shipping amount the variants count from: the posted one, or, for a memo that leaves
+    /// the shipping to Magento (REST style), what the admin pre-fills (all that is left).
+    fn shipping_center(&self) -> Option<Decimal> {
+        self.memo
+            .shipping_amount
+            .or(self.default_shipping)
+            .filter(|s| *s > Decimal::ZERO)
+    }
+
+    /// Candidates for the last memo, with their tier offset: refund every remaining unit and
+    /// the remaining shipping (0), then the adjustments that land `total_refunded` on
+    /// `round(total_paid)` (1), also with the shipping refund a cent or two off it — posted
+    /// explicitly when the plan left the shipping to Magento (2).
+    fn candidates(&self) -> Vec<(u8, Candidate)> {
+        let mut out = vec![(0u8, self.with(&self.memo, self.changes.clone()))];
+        let default_change = self
+            .changes
+            .iter()
+            .find(|c| self.is_shipping_change(c))
+            .cloned();
+        out.extend(
+            self.adjusted(self.memo.shipping_amount, default_change)
+                .into_iter()
+                .map(|c| (1, c)),
+        );
+        // A memo that leaves the shipping to Magento refunds all that is left; the variants
+        // post it explicitly, as the admin pre-fills it, and a cent or two below. Posted,
+        // Magento rounds the order-currency shipping on its own (`round(shipping × ratio)`)
+        // while the shipping discount follows the base amount, which can reach an
+        // order-currency cent that no base-currency adjustment reaches.
+        let deltas = match self.memo.shipping_amount {
+            Some(_) => &[-1i64, -2, 1][..],
+            None => &[0i64, -1, -2][..],
+        };
+        if let Some(s) = self.shipping_center() {
+            for delta in deltas.iter().map(|&c| Decimal::new(c, 2)) {
+                let v = s + delta;
+                if v >= Decimal::ZERO {
+                    out.extend(
+                        self.adjusted(Some(v), Some(self.set_shipping(v)))
+                            .into_iter()
+                            .map(|c| (2, c)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The memo refunding `cents` base cents less than the remaining shipping, with the
+    /// adjustments that close the order.
+    fn shipping_below(&self, cents: i64) -> Vec<Candidate> {
+        let Some(s) = self.shipping_center() else {
+            return Vec::new();
+        };
+        let v = s - Decimal::new(cents, 2);
+        if v < Decimal::ZERO {
+            return Vec::new();
+        }
+        self.adjusted(Some(v), Some(self.set_shipping(v)))
+    }
+
+    /// A memo refunding no shipping, posted the other way: `0` instead of leaving it to
+    /// Magento when none is left, or left to Magento instead of `0`; with the adjustments that
+    /// close the order.
+    fn no_shipping_posted_otherwise(&self) -> Vec<Candidate> {
+        let other = match self.memo.shipping_amount {
+            None if self.default_shipping.is_some_and(|s| s.is_zero()) => Some(Decimal::ZERO),
+            Some(s) if s.is_zero() => None,
+            _ => return Vec::new(),
+        };
+        let change = PlanChange::SetShipping {
+            document: self.m,
+            from: self.planned.shipping_amount,
+            to: other,
+        };
+        self.adjusted(other, Some(change))
+    }
+
+    /// The memo with `shipping` posted and the adjustments [`solve_adjustments`] finds for it.
+    fn adjusted(
+        &self,
+        shipping: Option<Decimal>,
+        shipping_change: Option<PlanChange>,
+    ) -> Vec<Candidate> {
+        let m = self.m;
+        let planned = &self.planned;
+        let mut probe = self.memo.clone();
         probe.shipping_amount = shipping;
         probe.adjustment_positive = None;
         probe.adjustment_negative = None;
-        let Ok(collected) = collect_creditmemo(&before, &probe) else {
-            continue;
+        let Ok(collected) = collect_creditmemo(&self.before, &probe) else {
+            return Vec::new();
         };
-        for (pos, neg) in solve_adjustments(&before, &collected) {
+        let mut out = Vec::new();
+        for (pos, neg) in solve_adjustments(&self.before, &collected) {
             let mut c = probe.clone();
             c.adjustment_positive = pos;
             c.adjustment_negative = neg;
-            let mut ch = other_changes.clone();
+            let mut ch: Vec<PlanChange> = self
+                .changes
+                .iter()
+                .filter(|c| !self.is_shipping_change(c))
+                .cloned()
+                .collect();
             ch.extend(shipping_change.clone());
             if pos != planned.adjustment_positive {
                 ch.push(PlanChange::SetAdjustmentPositive {
@@ -1130,11 +1292,14 @@ fn last_memo_candidates(order: &Order, base: &Candidate) -> Vec<(u8, Candidate)>
                     to: neg,
                 });
             }
-            out.push((tier, with(&c, ch)));
+            out.push(self.with(&c, ch));
         }
+        out
     }
-    out
 }
+
+/// How far the smaller side of a two-sided adjustment pair is searched, in base cents.
+const SMALLER_SIDE_MAX_CENTS: i64 = 200;
 
 /// Base-currency adjustments `(positive, negative)` for a memo collected without adjustments
 /// such that, on `before`, `round(total_refunded + grand)` lands on `round(total_paid)` in the
@@ -1159,50 +1324,46 @@ fn solve_adjustments(
     } else {
         (need / before.base_to_order_rate).round_dp(2)
     };
-    let window = |center: Decimal| -> Vec<Decimal> {
-        (-5..=5)
-            .map(|k| center + cent * Decimal::from(k))
-            .filter(|x| *x >= Decimal::ZERO)
-            .collect()
-    };
-    let mut positives = window(estimate.max(Decimal::ZERO));
-    let mut negatives = window((-estimate).max(Decimal::ZERO));
-    positives.push(Decimal::ZERO);
-    negatives.push(Decimal::ZERO);
-    for k in 1..=5 {
-        positives.push(estimate.max(Decimal::ZERO) + cent * Decimal::from(k) * Decimal::TWO);
-        negatives.push((-estimate).max(Decimal::ZERO) + cent * Decimal::from(k) * Decimal::TWO);
+    // Pairs whose base net is within five cents of the estimate. Each side is converted and
+    // rounded on its own (`round(base × rate)`), so a two-sided pair can move the
+    // order-currency net a cent away from what its base net converts to; the smaller side
+    // runs up to `SMALLER_SIDE_MAX_CENTS` to find such a pair (0.07 / 1.14 at 1.0833).
+    let mut pairs = Vec::new();
+    for k in -5..=5i64 {
+        let net = estimate + cent * Decimal::from(k);
+        for j in 0..=SMALLER_SIDE_MAX_CENTS {
+            let small = cent * Decimal::from(j);
+            pairs.push(if net >= Decimal::ZERO {
+                (net + small, small)
+            } else {
+                (small, small - net)
+            });
+        }
     }
-    positives.sort();
-    positives.dedup();
-    negatives.sort();
-    negatives.dedup();
 
     let mut found: Vec<((bool, bool, Decimal), Decimal, Decimal)> = Vec::new();
-    for &ap in &positives {
-        for &an in &negatives {
-            if ap.is_zero() && an.is_zero() {
-                continue;
-            }
-            let pos = Adjustment::Amount(ap).amounts(before);
-            let neg = Adjustment::Amount(an).amounts(before);
-            let (pos, neg) = (D2::of(pos), D2::of(neg));
-            let grand = g0 + pos - neg;
-            if !allow_zero && grand.v <= Dbl::ZERO {
-                continue;
-            }
-            // CreditmemoService::validateForRefund (base).
-            if (refunded.b + grand.b).round2() > paid.b.round2() {
-                continue;
-            }
-            let after = (refunded + grand).map(Dbl::round2);
-            if (target.v - after.v).abs() >= eps {
-                continue;
-            }
-            let base_left = (target.b - after.b).abs() >= eps;
-            let two_sided = !ap.is_zero() && !an.is_zero();
-            found.push(((base_left, two_sided, ap + an), ap, an));
+    for (ap, an) in pairs {
+        if ap.is_zero() && an.is_zero() {
+            continue;
         }
+        let pos = Adjustment::Amount(ap).amounts(before);
+        let neg = Adjustment::Amount(an).amounts(before);
+        let (pos, neg) = (D2::of(pos), D2::of(neg));
+        let grand = g0 + pos - neg;
+        if !allow_zero && grand.v <= Dbl::ZERO {
+            continue;
+        }
+        // CreditmemoService::validateForRefund (base).
+        if (refunded.b + grand.b).round2() > paid.b.round2() {
+            continue;
+        }
+        let after = (refunded + grand).map(Dbl::round2);
+        if (target.v - after.v).abs() >= eps {
+            continue;
+        }
+        let base_left = (target.b - after.b).abs() >= eps;
+        let two_sided = !ap.is_zero() && !an.is_zero();
+        found.push(((base_left, two_sided, ap + an), ap, an));
     }
     found.sort_by_key(|a| a.0);
     found
