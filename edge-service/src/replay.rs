@@ -577,7 +577,10 @@ async fn execute(
                 Input::Result {
                     outcome: Outcome::Retriable { reason, .. },
                     ..
-                } => (RecordState::Failed, format!("attempt 1: {reason}")),
+                } => (
+                    RecordState::Failed,
+                    tillbridge_core::sync::retry_detail(1, reason),
+                ),
                 Input::Result {
                     outcome:
                         Outcome::Permanent {

@@ -3,7 +3,8 @@
 //!
 //! The newest snapshot with the current configuration applied, ids above everything stored,
 //! then every record stored after the snapshot handed to the engine again, then the shipments
-//! the outbox holds as sent but never answered (`Engine::replay_open`). The runner then
+//! the outbox holds as sent but never answered, or failed and due for a retry
+//! (`Engine::replay_open`). The runner then
 //! calls `Engine::resume` (pushes in flight released and sent again); the read-only tools do
 //! not: they want the state, not a restart's decisions.
 
@@ -123,24 +124,32 @@ fn stored_command(store: &dyn Store, id: u64) -> Result<Option<Command>, RunnerE
 /// journal write), oldest first.
 fn open_shipments(store: &dyn Store) -> Result<Vec<Command>, RunnerError> {
     let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.commands(Some(RecordState::Sent), MAX_LIMIT, offset)?;
-        let n = u32::try_from(page.items.len()).unwrap_or(u32::MAX);
-        out.extend(
-            page.items
-                .into_iter()
-                .filter(|row| row.kind == "create_shipment")
-                .filter_map(|row| {
-                    serde_json::from_value::<Command>(row.payload)
-                        .ok()
-                        .filter(|c| c.id == row.command_id)
-                }),
-        );
-        if n < MAX_LIMIT {
-            break;
+    // Sent and never answered, or failed in a way worth retrying (the attempt may have been
+    // applied before its answer was lost): either way the outcome is not known.
+    for state in [RecordState::Sent, RecordState::Failed] {
+        let mut offset = 0;
+        loop {
+            let page = store.commands(Some(state), MAX_LIMIT, offset)?;
+            let n = u32::try_from(page.items.len()).unwrap_or(u32::MAX);
+            out.extend(
+                page.items
+                    .into_iter()
+                    .filter(|row| row.kind == "create_shipment")
+                    .filter(|row| {
+                        state == RecordState::Sent
+                            || tillbridge_core::sync::is_retry_detail(&row.detail)
+                    })
+                    .filter_map(|row| {
+                        serde_json::from_value::<Command>(row.payload)
+                            .ok()
+                            .filter(|c| c.id == row.command_id)
+                    }),
+            );
+            if n < MAX_LIMIT {
+                break;
+            }
+            offset += n;
         }
-        offset += n;
     }
     out.sort_by_key(|c| c.id);
     Ok(out)

@@ -159,6 +159,7 @@ on_both_backends!(
     a_crash_after_a_shipment_replays_it_without_pushing_the_shipped_units_back,
     a_crash_before_any_snapshot_replays_the_shipment_without_pushing_it_back,
     a_crash_before_a_shipments_answer_is_stored_sends_it_again_before_any_push,
+    a_crash_while_a_shipment_waits_for_its_retry_ships_once_and_raises_nothing,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1781,4 +1782,62 @@ async fn a_crash_before_a_shipments_answer_is_stored_sends_it_again_before_any_p
     assert_eq!(salable(&w, "MUG").await, d(1 + 5 - 1));
     assert_eq!(order(&w, entity).await["state"], json!("complete"));
     assert_eq!(till_orders_for(&w, &increment).await, 1);
+}
+
+async fn a_crash_while_a_shipment_waits_for_its_retry_ships_once_and_raises_nothing(db: Db) {
+    let w = world(db, &[("York", "MUG", 5), ("Leeds", "MUG", 5)], 1).await;
+    let mut runner = start(&w).await;
+    runner.snapshot(system_clock()()).unwrap();
+    let (increment, entity) =
+        checkout(&w, json!({"items": [{"sku": "MUG", "qty": 2, "price": 8}]})).await;
+    invoice(&w, entity).await;
+    let square_order = on_the_till(&w, &mut runner, "York", &increment).await;
+    till_moves(&w, &square_order, json!({"action": "accepted"})).await;
+    settle(&w, &mut runner, &[]).await;
+
+    // Commerce creates the shipment but the answer is lost, and the client's look for it fails
+    // too, so the attempt ends as one to retry (the outcome unknown).
+    post(
+        &w.http,
+        format!("{}/__emulator/faults", w.commerce),
+        json!({"rules": [
+            {"method": "POST", "path": "*/ship", "kind": {"type": "lost_response", "mode": "status", "status": 502}, "times": 1},
+            {"method": "GET", "path": "*/V1/shipments*", "kind": {"type": "status", "status": 503}, "times": 40}
+        ]}),
+    )
+    .await;
+    till_moves(&w, &square_order, json!({"action": "shipped"})).await;
+    let store = runner.store_handle();
+    until!(runner, "the shipment's attempt failed, to be retried", {
+        store
+            .commands(Some(RecordState::Failed), 100, 0)
+            .unwrap()
+            .items
+            .iter()
+            .any(|c| c.kind == "create_shipment")
+    });
+    // The service dies before the retry.
+    drop(runner);
+    let _ = w
+        .http
+        .delete(format!("{}/__emulator/faults", w.commerce))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shipments(&w, entity).await.len(), 1, "Magento created it");
+
+    let mut runner = assemble(settings(&w, 100), system_clock()).unwrap();
+    settle(&w, &mut runner, &[]).await;
+    assert_eq!(shipments(&w, entity).await.len(), 1, "shipped once");
+    assert!(
+        !runner
+            .engine()
+            .exceptions()
+            .any(|e| e.reason == Reason::ShipmentFailed),
+        "{:?}",
+        runner.engine().exceptions().collect::<Vec<_>>()
+    );
+    assert_eq!(commerce_qty(&w, "MUG", "york").await, d(3));
+    assert_eq!(order(&w, entity).await["state"], json!("complete"));
+    assert!(violations(&w, &runner, &[]).await.is_empty());
 }

@@ -1392,7 +1392,7 @@ impl Engine {
         self.command_state(
             cmd.id,
             RecordState::Failed,
-            format!("attempt {}: {reason}", cmd.attempt),
+            super::types::retry_detail(cmd.attempt, &reason),
         );
         if let CommandKind::PushSourceItems { .. } = cmd.kind {
             // Absolute writes: release the keys; the next push carries the newest target.

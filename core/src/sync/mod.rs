@@ -23,5 +23,5 @@ pub use ledger::{StockEntry, StockKey};
 pub use orders::{Delivery, RoutingConfig, SourceRoute, WebOrder, WebOrderLine};
 pub use types::{
     Command, CommandKind, ExceptionEntry, Input, Journal, Outcome, Output, Reason, RecordState,
-    SourceItemWrite,
+    SourceItemWrite, is_retry_detail, retry_detail,
 };

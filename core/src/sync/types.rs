@@ -92,6 +92,22 @@ pub enum Outcome {
     },
 }
 
+/// The detail a command's record gets when an attempt failed in a way worth retrying: the
+/// command is still underway (the engine sends it again), although its record shows
+/// `failed` until the next attempt is sent.
+pub fn retry_detail(attempt: u32, reason: &str) -> String {
+    format!("attempt {attempt}: {reason}")
+}
+
+/// Whether a `failed` command record is an attempt to be retried ([`retry_detail`]) rather
+/// than a refusal.
+pub fn is_retry_detail(detail: &str) -> bool {
+    detail
+        .strip_prefix("attempt ")
+        .and_then(|rest| rest.split_once(": "))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// One source item to write (absolute quantity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceItemWrite {
@@ -287,4 +303,19 @@ pub enum Journal {
 pub enum Output {
     Command(Command),
     Journal(Journal),
+}
+
+#[cfg(test)]
+mod retry_detail_tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_detail_reads_back_and_a_refusal_does_not() {
+        assert!(is_retry_detail(&retry_detail(3, "503 Service Unavailable")));
+        assert!(!is_retry_detail(
+            "400: The order does not allow a shipment to be created."
+        ));
+        assert!(!is_retry_detail("attempt 2 sent"));
+        assert!(!is_retry_detail("attempt x: y"));
+    }
 }

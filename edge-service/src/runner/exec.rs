@@ -51,6 +51,19 @@ fn commerce_outcome(err: &CommerceError) -> Outcome {
     }
 }
 
+/// For a write whose repeat looks for the marker of an earlier attempt first (shipments,
+/// credit memos): an answer lost with the probe unable to tell whether it applied is worth
+/// another attempt, which finds the document if it exists and posts it otherwise.
+fn repeatable_outcome(err: &CommerceError) -> Outcome {
+    if let crate::commerce::ErrorKind::Ambiguous { .. } = err.kind() {
+        return Outcome::Retriable {
+            reason: format!("{err} (the next attempt looks for it first)"),
+            throttled: false,
+        };
+    }
+    commerce_outcome(err)
+}
+
 fn pos_outcome(err: &PosError) -> Outcome {
     if err.is_retriable() {
         Outcome::Retriable {
@@ -198,7 +211,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                 ctx.commerce
                     .ship(&k, mage::sales::OrderId(*entity_id), &request)
                     .await
-                    .map_err(|e| commerce_outcome(&e))?;
+                    .map_err(|e| repeatable_outcome(&e))?;
                 Ok(vec![Input::Result {
                     command: id,
                     outcome: ok(started),
@@ -254,10 +267,32 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     comment: Some(comment.clone()),
                     baseline: None,
                 };
+                let k = key(cmd)?;
+                if cmd.attempt > 1 {
+                    // Sent before (a retry, or a restart sending it again): the first attempt
+                    // may have been executed, and a second POST would refund twice. A credit
+                    // memo carrying the key's marker is this one.
+                    let marker = k.marker();
+                    let found = ctx
+                        .commerce
+                        .credit_memos(&SearchCriteria::new().eq("order_id", *entity_id))
+                        .await
+                        .map_err(|e| commerce_outcome(&e))?;
+                    if found
+                        .items
+                        .iter()
+                        .any(|m| m.comments.iter().any(|c| c.comment.contains(&marker)))
+                    {
+                        return Ok(vec![Input::Result {
+                            command: id,
+                            outcome: ok(started),
+                        }]);
+                    }
+                }
                 ctx.commerce
-                    .refund_order(&key(cmd)?, mage::sales::OrderId(*entity_id), &request)
+                    .refund_order(&k, mage::sales::OrderId(*entity_id), &request)
                     .await
-                    .map_err(|e| commerce_outcome(&e))?;
+                    .map_err(|e| repeatable_outcome(&e))?;
                 Ok(vec![Input::Result {
                     command: id,
                     outcome: ok(started),

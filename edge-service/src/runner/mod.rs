@@ -415,6 +415,9 @@ impl Runner {
             RecordState::Confirmed | RecordState::Verified | RecordState::Settled => {
                 Some(Outcome::Ok { latency_ms: 0 })
             }
+            // An attempt that failed in a way worth retrying: still underway; run it again
+            // (as a repeat, which looks for what the earlier attempt may have done).
+            RecordState::Failed if tillbridge_core::sync::is_retry_detail(&row.detail) => None,
             RecordState::Failed => Some(Outcome::Permanent {
                 status: 0,
                 message: format!("as command {command}: {}", row.detail),
