@@ -160,6 +160,7 @@ on_both_backends!(
     a_crash_before_any_snapshot_replays_the_shipment_without_pushing_it_back,
     a_crash_before_a_shipments_answer_is_stored_sends_it_again_before_any_push,
     a_crash_while_a_shipment_waits_for_its_retry_ships_once_and_raises_nothing,
+    a_comment_whose_answer_was_lost_is_retried_and_the_customer_told_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1839,5 +1840,57 @@ async fn a_crash_while_a_shipment_waits_for_its_retry_ships_once_and_raises_noth
     );
     assert_eq!(commerce_qty(&w, "MUG", "york").await, d(3));
     assert_eq!(order(&w, entity).await["state"], json!("complete"));
+    assert!(violations(&w, &runner, &[]).await.is_empty());
+}
+
+async fn a_comment_whose_answer_was_lost_is_retried_and_the_customer_told_once(db: Db) {
+    let w = world(db, &[("York", "MUG", 5), ("Leeds", "MUG", 5)], 1).await;
+    let mut runner = start(&w).await;
+    let (increment, entity) =
+        checkout(&w, json!({"items": [{"sku": "MUG", "qty": 1, "price": 8}]})).await;
+    invoice(&w, entity).await;
+    let square_order = on_the_till(&w, &mut runner, "York", &increment).await;
+    // Commerce posts the "being prepared" comment but the answer is lost, and the client's
+    // look for it fails too: the attempt's outcome is unknown.
+    post(
+        &w.http,
+        format!("{}/__emulator/faults", w.commerce),
+        json!({"rules": [
+            {"method": "POST", "path": "*/comments", "kind": {"type": "lost_response", "mode": "status", "status": 502}, "times": 1},
+            {"method": "GET", "path": "*/comments", "kind": {"type": "status", "status": 503}, "times": 5}
+        ]}),
+    )
+    .await;
+    till_moves(&w, &square_order, json!({"action": "accepted"})).await;
+    settle(&w, &mut runner, &[]).await;
+
+    let posted = calls(&w)
+        .await
+        .iter()
+        .filter(|c| {
+            c["method"] == json!("POST")
+                && c["path"].as_str().is_some_and(|p| p.ends_with("/comments"))
+        })
+        .count();
+    assert_eq!(
+        posted, 1,
+        "the retry found the comment and did not post it again"
+    );
+    let prepared: Vec<String> = comments(&w, entity)
+        .await
+        .into_iter()
+        .filter(|c| c.contains("being prepared"))
+        .collect();
+    assert_eq!(prepared.len(), 1, "{prepared:?}");
+    assert_eq!(
+        runner.engine().exceptions().count(),
+        0,
+        "{:?}",
+        runner.engine().exceptions().collect::<Vec<_>>()
+    );
+    assert!(
+        runner.engine().stats().retries >= 1,
+        "the attempt was retried"
+    );
     assert!(violations(&w, &runner, &[]).await.is_empty());
 }

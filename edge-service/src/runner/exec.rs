@@ -52,7 +52,7 @@ fn commerce_outcome(err: &CommerceError) -> Outcome {
 }
 
 /// For a write whose repeat looks for the marker of an earlier attempt first (shipments,
-/// credit memos): an answer lost with the probe unable to tell whether it applied is worth
+/// credit memos, order comments): an answer lost with the probe unable to tell whether it applied is worth
 /// another attempt, which finds the document if it exists and posts it otherwise.
 fn repeatable_outcome(err: &CommerceError) -> Outcome {
     if let crate::commerce::ErrorKind::Ambiguous { .. } = err.kind() {
@@ -310,10 +310,31 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     notify_customer: *notify,
                     visible_on_front: true,
                 };
+                let k = key(cmd)?;
+                let order = mage::sales::OrderId(*entity_id);
+                if cmd.attempt > 1 {
+                    // Sent before: a comment carrying the key's marker is this one (the
+                    // customer is not told twice).
+                    match ctx.commerce.probe_comment(order, &k.marker()).await {
+                        crate::commerce::Probe::Applied(_) => {
+                            return Ok(vec![Input::Result {
+                                command: id,
+                                outcome: ok(started),
+                            }]);
+                        }
+                        crate::commerce::Probe::NotApplied => {}
+                        crate::commerce::Probe::Unknown(why) => {
+                            return Err(Outcome::Retriable {
+                                reason: format!("looking for the comment posted before: {why}"),
+                                throttled: false,
+                            });
+                        }
+                    }
+                }
                 ctx.commerce
-                    .add_order_comment(&key(cmd)?, mage::sales::OrderId(*entity_id), &c)
+                    .add_order_comment(&k, order, &c)
                     .await
-                    .map_err(|e| commerce_outcome(&e))?;
+                    .map_err(|e| repeatable_outcome(&e))?;
                 Ok(vec![Input::Result {
                     command: id,
                     outcome: ok(started),
