@@ -1088,6 +1088,67 @@ async fn a_lost_shipment_answer_is_recovered_without_shipping_twice() {
 }
 
 #[tokio::test]
+async fn a_repeating_handle_finds_the_earlier_shipment_and_posts_only_when_there_is_none() {
+    let e = Env::start().await;
+    let c = &e.client;
+    let id = e.checkout(
+        "000000403",
+        json!([{"sku": "TEE-S", "qty": 2, "price": 15}]),
+    );
+    let line_id = c.order(id).await.unwrap().items[0].item_id;
+    let one = ShipRequest {
+        items: vec![DocumentLine {
+            order_item_id: line_id,
+            qty: d("1"),
+        }],
+        source_code: Some(src("store-01")),
+        ..ShipRequest::default()
+    };
+    // The first call went through, but its caller never learnt it (a restart, a lost answer
+    // reported as unknown): the repeat finds it by its marker and posts nothing.
+    let first = c.ship(&key("ship-403a"), id, &one).await.unwrap();
+    let Created::New(first_id) = first else {
+        panic!("{first:?}")
+    };
+    let again = c
+        .repeating()
+        .ship(&key("ship-403a"), id, &one)
+        .await
+        .unwrap();
+    assert_eq!(again, Created::Recovered(first_id), "the earlier shipment");
+    assert_eq!(e.count("POST", "/V1/order/", "/ship"), 1);
+    assert_eq!(
+        e.last_record("GET", "/V1/shipments").outcome,
+        CallOutcome::Ok,
+        "looked before posting"
+    );
+    // A repeat of a call that never ran (another key) posts once.
+    let second = c
+        .repeating()
+        .ship(&key("ship-403b"), id, &one)
+        .await
+        .unwrap();
+    assert!(matches!(second, Created::New(_)), "{second:?}");
+    assert_eq!(e.count("POST", "/V1/order/", "/ship"), 2);
+    assert_eq!(c.order(id).await.unwrap().items[0].qty_shipped, d("2"));
+    // When the look itself fails, the outcome is unknown: nothing is posted.
+    e.fault(
+        json!({"method": "GET", "path": "/V1/shipments", "times": 10,
+                   "kind": {"type": "status", "status": 503}}),
+    );
+    let unknown = c
+        .repeating()
+        .ship(&key("ship-403c"), id, &one)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown.kind(), ErrorKind::Ambiguous { .. }),
+        "{unknown}"
+    );
+    assert_eq!(e.count("POST", "/V1/order/", "/ship"), 2);
+}
+
+#[tokio::test]
 async fn a_shipment_refused_before_it_ran_is_sent_again_once() {
     let e = Env::start().await;
     let c = &e.client;

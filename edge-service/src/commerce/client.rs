@@ -248,6 +248,9 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct CommerceClient {
     inner: Arc<Inner>,
+    /// Guarded writes through this handle repeat an earlier call (see
+    /// [`CommerceClient::repeating`]).
+    repeat: bool,
 }
 
 type Answer = Result<(u16, Option<Duration>, Vec<u8>), (Transport, String)>;
@@ -302,7 +305,21 @@ impl CommerceClient {
                 token: tokio::sync::Mutex::new(None),
                 generations: AtomicU64::new(0),
             }),
+            repeat: false,
         })
+    }
+
+    /// A handle whose guarded writes (documents, order comments, cancels, reservations) repeat
+    /// an earlier call whose outcome is unknown — a retry after its answer was lost, or a
+    /// command sent again after a restart: each runs its probe before sending, and a write
+    /// the probe finds (its key's marker) answers without being sent again. Shares
+    /// everything else with `self`.
+    #[must_use]
+    pub fn repeating(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            repeat: true,
+        }
     }
 
     fn config_error(message: &str) -> CommerceError {
@@ -495,6 +512,28 @@ impl CommerceClient {
             }
         };
         let mut rec = self.record(&call, call_id, url.path().to_owned());
+        if self.repeat
+            && let Safety::Guarded(guard) = &call.safety
+        {
+            match Box::pin(self.probe(guard)).await {
+                Probe::Applied(value) => {
+                    return Ok(Called {
+                        value,
+                        record: self.finish(rec, start, CallOutcome::Recovered),
+                    });
+                }
+                Probe::NotApplied => {}
+                Probe::Unknown(reason) => {
+                    return Err(self.fail(
+                        rec,
+                        start,
+                        ErrorKind::Ambiguous {
+                            reason: format!("an earlier attempt may have been applied; {reason}"),
+                        },
+                    ));
+                }
+            }
+        }
         let policy = self.inner.config.retry.clone();
         let max_attempts = policy.max_attempts.max(1);
         let mut renewed = false;

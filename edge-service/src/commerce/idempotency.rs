@@ -379,7 +379,7 @@ impl CommerceClient {
         }
     }
 
-    pub(crate) async fn probe_comment(&self, order_id: OrderId, marker: &str) -> Probe {
+    async fn probe_comment(&self, order_id: OrderId, marker: &str) -> Probe {
         match self.order_comments(order_id).await {
             Ok(r) => {
                 let texts: Vec<String> = r.items.into_iter().filter_map(|h| h.comment).collect();

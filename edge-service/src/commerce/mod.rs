@@ -70,7 +70,7 @@ pub use auth::{Credentials, OAuthCredentials, Secret, SignatureMethod};
 pub use budget::{Budget, BudgetConfig, BudgetSnapshot};
 pub use client::{Called, ClientConfig, CommerceClient, OrderCursor, Pages, Searchable};
 pub use errors::{CommerceError, ErrorKind, MagentoErrorBody, Parameters};
-pub use idempotency::{IdempotencyKey, Probe};
+pub use idempotency::IdempotencyKey;
 pub use observe::{CallObserver, CallOutcome, CallRecord, MemoryLog, NoObserver, StderrObserver};
 pub use retry::RetryPolicy;
 pub use search::{Condition, Direction, Filter, SearchCriteria};

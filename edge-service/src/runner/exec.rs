@@ -51,6 +51,17 @@ fn commerce_outcome(err: &CommerceError) -> Outcome {
     }
 }
 
+/// The Commerce client for a command: a repeat (attempt 2 and on: a retry, or a command sent
+/// again after a restart) may follow an attempt that was applied before its answer was lost,
+/// so its guarded writes look for that attempt first ([`CommerceClient::repeating`]).
+fn commerce(ctx: &Context, cmd: &Command) -> CommerceClient {
+    if cmd.attempt > 1 {
+        ctx.commerce.repeating()
+    } else {
+        ctx.commerce.clone()
+    }
+}
+
 /// For a write whose repeat looks for the marker of an earlier attempt first (shipments,
 /// credit memos, order comments): an answer lost with the probe unable to tell whether it applied is worth
 /// another attempt, which finds the document if it exists and posts it otherwise.
@@ -186,29 +197,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     baseline: None,
                 };
                 let k = key(cmd)?;
-                if cmd.attempt > 1 {
-                    // Sent before (a restart sends a shipment again when its answer was never
-                    // stored): the first attempt may have been executed. Magento would refuse
-                    // a second shipment of a fully shipped order, or create a second one of a
-                    // parcel: a shipment carrying the key's marker is this one.
-                    let marker = k.marker();
-                    let found = ctx
-                        .commerce
-                        .shipments(&SearchCriteria::new().eq("order_id", *entity_id))
-                        .await
-                        .map_err(|e| commerce_outcome(&e))?;
-                    if found
-                        .items
-                        .iter()
-                        .any(|s| s.comments.iter().any(|c| c.comment.contains(&marker)))
-                    {
-                        return Ok(vec![Input::Result {
-                            command: id,
-                            outcome: ok(started),
-                        }]);
-                    }
-                }
-                ctx.commerce
+                commerce(ctx, cmd)
                     .ship(&k, mage::sales::OrderId(*entity_id), &request)
                     .await
                     .map_err(|e| repeatable_outcome(&e))?;
@@ -221,7 +210,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                 entity_id, comment, ..
             } => {
                 let k = key(cmd)?;
-                ctx.commerce
+                commerce(ctx, cmd)
                     .cancel_order(&k, mage::sales::OrderId(*entity_id))
                     .await
                     .map_err(|e| commerce_outcome(&e))?;
@@ -242,7 +231,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     notify_customer: true,
                     visible_on_front: true,
                 };
-                ctx.commerce
+                commerce(ctx, cmd)
                     .add_order_comment(&ck, mage::sales::OrderId(*entity_id), &c)
                     .await
                     .map_err(|e| commerce_outcome(&e))?;
@@ -268,28 +257,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                     baseline: None,
                 };
                 let k = key(cmd)?;
-                if cmd.attempt > 1 {
-                    // Sent before (a retry, or a restart sending it again): the first attempt
-                    // may have been executed, and a second POST would refund twice. A credit
-                    // memo carrying the key's marker is this one.
-                    let marker = k.marker();
-                    let found = ctx
-                        .commerce
-                        .credit_memos(&SearchCriteria::new().eq("order_id", *entity_id))
-                        .await
-                        .map_err(|e| commerce_outcome(&e))?;
-                    if found
-                        .items
-                        .iter()
-                        .any(|m| m.comments.iter().any(|c| c.comment.contains(&marker)))
-                    {
-                        return Ok(vec![Input::Result {
-                            command: id,
-                            outcome: ok(started),
-                        }]);
-                    }
-                }
-                ctx.commerce
+                commerce(ctx, cmd)
                     .refund_order(&k, mage::sales::OrderId(*entity_id), &request)
                     .await
                     .map_err(|e| repeatable_outcome(&e))?;
@@ -312,26 +280,7 @@ pub async fn execute(ctx: &Context, cmd: &Command) -> Vec<Input> {
                 };
                 let k = key(cmd)?;
                 let order = mage::sales::OrderId(*entity_id);
-                if cmd.attempt > 1 {
-                    // Sent before: a comment carrying the key's marker is this one (the
-                    // customer is not told twice).
-                    match ctx.commerce.probe_comment(order, &k.marker()).await {
-                        crate::commerce::Probe::Applied(_) => {
-                            return Ok(vec![Input::Result {
-                                command: id,
-                                outcome: ok(started),
-                            }]);
-                        }
-                        crate::commerce::Probe::NotApplied => {}
-                        crate::commerce::Probe::Unknown(why) => {
-                            return Err(Outcome::Retriable {
-                                reason: format!("looking for the comment posted before: {why}"),
-                                throttled: false,
-                            });
-                        }
-                    }
-                }
-                ctx.commerce
+                commerce(ctx, cmd)
                     .add_order_comment(&k, order, &c)
                     .await
                     .map_err(|e| repeatable_outcome(&e))?;
