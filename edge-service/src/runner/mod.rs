@@ -791,7 +791,28 @@ impl Runner {
                 let lines = match lines {
                     Ok(l) => l,
                     Err(why) => {
+                        // Kept and shown, once, with the reason; the parcel itself is handed
+                        // over when a later read maps it (the catalog or mapping fixed).
                         self.note_error(format!("order {order}: {why}"));
+                        self.store_rejected(
+                            &f.pos,
+                            vec![convert::Rejected {
+                                kind: RecordKind::Fulfilment,
+                                external_id: format!(
+                                    "{order}:{}:{}:unmapped",
+                                    status.reference.external_order_id, parcel.id
+                                ),
+                                payload: serde_json::json!({ "rejected": {
+                                    "order": order,
+                                    "parcel": parcel,
+                                    "why": why,
+                                }}),
+                                state: RecordState::Stalled,
+                                detail: format!(
+                                    "order {order}: {why}; the parcel is handed over once its items map to SKUs"
+                                ),
+                            }],
+                        )?;
                         waiting = true;
                         continue;
                     }
