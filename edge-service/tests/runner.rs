@@ -234,9 +234,9 @@ macro_rules! until {
                 .unwrap();
             let cmds = store.commands(None, 15, 0).unwrap();
             let exceptions: Vec<_> = $runner.engine().exceptions().cloned().collect();
-            eprintln!("store counts: {:?}", $runner.store_handle().counts());
+            let counts = $runner.store_handle().counts();
             panic!(
-                "gave up waiting for: {}\nview: {view:?}\nexceptions: {exceptions:#?}\nrecords: {:#?}\ncommands: {:#?}",
+                "gave up waiting for: {}\nstore counts: {counts:?}\nview: {view:?}\nexceptions: {exceptions:#?}\nrecords: {:#?}\ncommands: {:#?}",
                 $what,
                 recent
                     .items
@@ -510,18 +510,14 @@ async fn unusable_records_are_kept_and_a_cancelled_order_is_withdrawn_after_a_re
         square_order_for(&w, &increment).await.is_some()
     );
     let square_order = square_order_for(&w, &increment).await.unwrap();
-    // Let the answer be stored, then stop (snapshot on the way out) and start again.
+    // Let the answer be stored, then stop without a snapshot (as a crash would) and start
+    // again: the stored records are replayed.
     for _ in 0..5 {
         runner.tick().await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     drop(runner);
     let mut runner = assemble(settings(&w), system_clock()).unwrap();
-    eprintln!(
-        "DEBUG dir {:?} records {:?}",
-        w.dir,
-        runner.store_handle().counts()
-    );
 
     // The customer cancels in Commerce: the till's fulfilment is withdrawn.
     let r = w
