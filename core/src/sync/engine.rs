@@ -2505,16 +2505,14 @@ impl Engine {
     }
 }
 
-/// Units of an order Commerce still expects to ship that no store has handed over: open lines
-/// (ordered − shipped − cancelled − refunded) less the parcels handed over whose shipment is
-/// queued or in progress.
-fn units_left_after_handovers(flow: &super::orders::OrderFlow) -> Vec<(Sku, Decimal)> {
+/// Units of an order Commerce still expects to ship that no store has handed over: what it
+/// still reserves ([`super::orders::WebOrder::open_units`]) less the parcels handed over whose
+/// shipment is queued or in progress.
+fn units_left_after_handovers(flow: &OrderFlow) -> Vec<(Sku, Decimal)> {
     let mut left: Vec<(Sku, Decimal)> = Vec::new();
     for l in &flow.order.lines {
-        let open = (l.open() - l.qty_refunded).max(Decimal::ZERO);
-        match left.iter_mut().find(|(s, _)| *s == l.sku) {
-            Some((_, q)) => *q += open,
-            None => left.push((l.sku.clone(), open)),
+        if !left.iter().any(|(s, _)| *s == l.sku) {
+            left.push((l.sku.clone(), flow.order.open_units(&l.sku)));
         }
     }
     let mut handed: Vec<&(Sku, Decimal)> = flow.handovers.iter().flat_map(|p| p.0.iter()).collect();
